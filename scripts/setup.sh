@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs, idempotently, everything the tests and the demo need on a fresh machine:
+# Debian packages, Rust targets, cargo-nextest and the Python clients used for fidelity tests.
+# Safe to run again; does nothing when everything is already present.
+# Usage: scripts/setup.sh            (everything)
+#        AKV_ENV_SETUP=demo scripts/setup.sh   (only what the demo needs)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${AKV_ENV_CACHE:-$ROOT/.cache}"
+mkdir -p "$CACHE"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+# docker-registry, skopeo, umoci: a real OCI registry and image tooling without a Docker engine.
+# runc: runs the end-to-end pods. musl-tools: the static injector (ring builds C for musl).
+APT_PACKAGES=(musl-tools file openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The docker-registry package starts a system service on :5000; the tests run their own.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+
+# --- Rust ------------------------------------------------------------------------------------
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  log "adding Rust target x86_64-unknown-linux-musl"
+  rustup target add x86_64-unknown-linux-musl >/dev/null
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked >/dev/null
+fi
+
+if [[ "${AKV_ENV_SETUP:-all}" == demo ]]; then exit 0; fi
+
+# --- Python: Microsoft's own clients, for fidelity tests of the local Key Vault ---------------
+VENV="$CACHE/venv"
+PY_REQUIREMENTS="$ROOT/tests/fake-keyvault/python/requirements.txt"
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)"
+if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  log "creating Python venv with Microsoft's Azure clients"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
+  echo "$want" > "$stamp"
+fi
