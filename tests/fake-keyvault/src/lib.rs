@@ -1,0 +1,290 @@
+//! A local Azure Key Vault and Microsoft Entra token service for tests.
+//!
+//! One HTTPS port answers Key Vault's data plane for `<vault>.vault.azure.net` (and the sovereign
+//! clouds' suffixes) and the Entra token service for every other host; clients map those names to
+//! [`FakeKeyVault::https_addr`] and trust [`FakeKeyVault::ca_pem`], so vault URLs keep their real
+//! shape and the SDKs' challenge-resource checks stay on. A plain-HTTP port serves the
+//! managed-identity endpoints. Every token grant and vault access is recorded with the identity.
+
+mod entra;
+mod faults;
+mod pki;
+mod seed;
+mod server;
+mod store;
+mod token;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use faults::{Throttle, check_rate};
+pub use pki::SERVER_NAMES;
+pub use seed::{
+    CertificateSeed, DEFAULT_TENANT, IdentitySeed, KeySeed, PEM, PKCS12, SecretSeed,
+    SecretVersionSeed, Seed, SeedError, VaultSeed,
+};
+pub use store::{ObjectKind, SecretAttributes};
+pub use token::LIFETIME_SECS as TOKEN_LIFETIME_SECS;
+
+/// How to start the fake. `Default`: no vaults, no identities, no faults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Vaults, their objects, identities and access policies.
+    pub seed: Seed,
+    /// Per vault, GETs beyond `limit` per window get 429 with `Retry-After`.
+    pub throttle: Option<Throttle>,
+    /// Added to every vault data-plane response.
+    pub latency: Duration,
+    /// Share of vault requests answered 500.
+    pub error_rate: f64,
+    /// Share of vault requests whose connection is closed without an answer.
+    pub drop_rate: f64,
+}
+
+/// One vault data-plane request, as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Client id the bearer token was issued to; `None` without a valid token.
+    pub identity: Option<String>,
+    pub vault: String,
+    pub kind: ObjectKind,
+    /// Object name; empty for lists of all secrets.
+    pub name: String,
+    pub version: Option<String>,
+    /// HTTP status answered; 0 when the connection was dropped.
+    pub status: u16,
+}
+
+/// How an identity obtained a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantMethod {
+    ClientSecret,
+    ClientAssertion,
+    ManagedIdentity,
+}
+
+/// One token issued by the token service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub identity: String,
+    pub method: GrantMethod,
+    pub scope: String,
+}
+
+/// Runtime-adjustable faults.
+#[derive(Debug, Clone)]
+pub(crate) struct Knobs {
+    pub throttle: Option<Throttle>,
+    pub latency: Duration,
+    pub error_rate: f64,
+    pub drop_rate: f64,
+    pub token_service_up: bool,
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub tenant: String,
+    pub identities: Vec<IdentitySeed>,
+    pub store: Mutex<store::Store>,
+    pub signer: token::Signer,
+    pub knobs: Mutex<Knobs>,
+    pub windows: Mutex<faults::Windows>,
+    pub accesses: Mutex<Vec<Access>>,
+    pub grants: Mutex<Vec<TokenGrant>>,
+    pub identity_header: String,
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not wedge the server.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A running fake Key Vault and token service; stops when dropped.
+pub struct FakeKeyVault {
+    shared: Arc<Shared>,
+    https_addr: SocketAddr,
+    http_addr: SocketAddr,
+    ca_pem: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeKeyVault {
+    /// Starts on ephemeral loopback ports.
+    pub async fn start(opts: Options) -> anyhow::Result<FakeKeyVault> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        FakeKeyVault::start_on(any, any, opts).await
+    }
+
+    /// Starts with HTTPS (vault + token service) on `addr` and managed identity on `http_addr`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        http_addr: SocketAddr,
+        opts: Options,
+    ) -> anyhow::Result<FakeKeyVault> {
+        opts.seed.validate()?;
+        check_rate("error_rate", opts.error_rate).map_err(anyhow::Error::msg)?;
+        check_rate("drop_rate", opts.drop_rate).map_err(anyhow::Error::msg)?;
+        let pki = pki::server_pki()?;
+        let store = store::Store::from_seed(&opts.seed, now_unix())?;
+        let header_bytes: [u8; 16] = rand::random();
+        let shared = Arc::new(Shared {
+            tenant: opts.seed.tenant.clone(),
+            identities: opts.seed.identities.clone(),
+            store: Mutex::new(store),
+            signer: token::Signer::new(),
+            knobs: Mutex::new(Knobs {
+                throttle: opts.throttle,
+                latency: opts.latency,
+                error_rate: opts.error_rate,
+                drop_rate: opts.drop_rate,
+                token_service_up: true,
+            }),
+            windows: Mutex::new(faults::Windows::default()),
+            accesses: Mutex::new(Vec::new()),
+            grants: Mutex::new(Vec::new()),
+            identity_header: header_bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        });
+        let https = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for HTTPS on {addr}: {e}"))?;
+        let http = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen for HTTP (managed identity) on {http_addr}: {e}")
+            })?;
+        let https_addr = https.local_addr()?;
+        let http_addr = http.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(server::serve_https(
+                https,
+                pki.tls.clone(),
+                shared.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(server::serve_http(http, shared.clone(), rx)),
+        ];
+        tracing::info!(%https_addr, %http_addr, "fake Key Vault listening");
+        Ok(FakeKeyVault {
+            shared,
+            https_addr,
+            http_addr,
+            ca_pem: pki.ca_pem,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The HTTPS port: vault data plane for vault hosts, token service for any other host.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The plain-HTTP port of the managed-identity endpoints (IMDS and App Service style).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// PEM of the CA that issued the server certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// `https://<vault>.vault.azure.net`, without port: clients resolve the host to [`Self::https_addr`].
+    pub fn vault_url(&self, vault: &str) -> String {
+        format!("https://{vault}.vault.azure.net")
+    }
+
+    /// `https://login.microsoftonline.com`, without port, like [`Self::vault_url`].
+    pub fn authority_host(&self) -> String {
+        "https://login.microsoftonline.com".to_string()
+    }
+
+    /// The tenant the token service answers for.
+    pub fn tenant(&self) -> &str {
+        &self.shared.tenant
+    }
+
+    /// The token endpoint URL for the seed's tenant.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority_host(),
+            self.shared.tenant
+        )
+    }
+
+    /// Value the App Service-style endpoint expects in `X-IDENTITY-HEADER`.
+    pub fn identity_header(&self) -> &str {
+        &self.shared.identity_header
+    }
+
+    /// Every vault data-plane request so far, in order.
+    pub fn accesses(&self) -> Vec<Access> {
+        lock(&self.shared.accesses).clone()
+    }
+
+    /// Every token issued so far, in order.
+    pub fn token_grants(&self) -> Vec<TokenGrant> {
+        lock(&self.shared.grants).clone()
+    }
+
+    /// Forgets recorded accesses and grants (between phases of one test).
+    pub fn clear_records(&self) {
+        lock(&self.shared.accesses).clear();
+        lock(&self.shared.grants).clear();
+    }
+
+    /// Changes throttling; the current windows start afresh.
+    pub fn set_throttle(&self, t: Option<Throttle>) {
+        lock(&self.shared.knobs).throttle = t;
+        lock(&self.shared.windows).reset();
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        lock(&self.shared.knobs).latency = d;
+    }
+
+    /// Share of vault requests answered 500; clamped to 0..=1.
+    pub fn set_error_rate(&self, r: f64) {
+        lock(&self.shared.knobs).error_rate = r.clamp(0.0, 1.0);
+    }
+
+    /// Share of vault requests whose connection is dropped; clamped to 0..=1.
+    pub fn set_drop_rate(&self, r: f64) {
+        lock(&self.shared.knobs).drop_rate = r.clamp(0.0, 1.0);
+    }
+
+    /// Down: every token endpoint (Entra and managed identity) answers 503.
+    pub fn set_token_service_up(&self, up: bool) {
+        lock(&self.shared.knobs).token_service_up = up;
+    }
+
+    /// Writes a new latest version of a secret and returns its version id.
+    pub fn upsert_secret(
+        &self,
+        vault: &str,
+        name: &str,
+        value: &str,
+        attrs: SecretAttributes,
+    ) -> String {
+        lock(&self.shared.store).upsert_secret(vault, name, value, attrs, now_unix())
+    }
+}
+
+impl Drop for FakeKeyVault {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
