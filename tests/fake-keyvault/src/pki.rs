@@ -187,6 +187,18 @@ pub fn ec_key(curve: Curve) -> Result<serde_json::Map<String, serde_json::Value>
     Ok(ec_jwk(curve, pair.public_key().as_ref()))
 }
 
+/// The modulus of the fixed RSA-2048 test key (`fixtures/rsa-2048-public.pem`), base64url.
+const RSA_TEST_MODULUS: &str = "vZzefZjdCJcv4Y_wP8oy61-pQIssIc9RKTInmslgROQs00BG6PW0EWhDhQrQyRfSYprMd6QReevGjnqhtjOFbI-K0NSuLS3Dt_k0gbrJtL8wEzFSXdIjbNUS265Rg5hT2R4_dYGdDD5dE7arL6L66wwBoc0UFUyTIQ-pvlg6mSNZIl-4haxEElnm-hhXtMYbDR-xg6us8sH10lGJixUF9zZUYZAd3H5Msqg8y3O9djRwTKj8i7wRCgWoqmXlkpP-IeM-gui2IsUCqz0p4GVxY-6uboA3TB7RxP2DWbLF_4kDgR8UXhvoA4vYAGPDo9IKSrNQL__1a-jCU9rX51NDXw";
+
+/// Public JWK members of the fixed RSA-2048 test key (e = 65537).
+pub fn rsa_test_key() -> serde_json::Map<String, serde_json::Value> {
+    let mut jwk = serde_json::Map::new();
+    jwk.insert("kty".into(), "RSA".into());
+    jwk.insert("n".into(), RSA_TEST_MODULUS.into());
+    jwk.insert("e".into(), "AQAB".into());
+    jwk
+}
+
 /// JWK members for an uncompressed EC point (`04 || x || y`).
 fn ec_jwk(curve: Curve, point: &[u8]) -> serde_json::Map<String, serde_json::Value> {
     let coords = point.get(1..).unwrap_or_default();

@@ -165,11 +165,12 @@ pub struct CertificateSeed {
     pub content_type: Option<String>,
 }
 
-/// A key; generated at start. Only elliptic-curve keys: ring cannot generate RSA keys.
+/// A key. EC keys are generated at start; `RSA` serves a fixed 2048-bit test public key (ring
+/// cannot generate RSA keys, and Key Vault only ever returns a key's public part).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySeed {
-    /// `EC` (default).
+    /// `EC` (default) or `RSA`.
     #[serde(default)]
     pub kty: Option<String>,
     /// `P-256` (default) or `P-384`.
@@ -303,7 +304,7 @@ impl Seed {
             for (name, key) in &vault.keys {
                 let kpath = format!("{vpath}.keys.{name}");
                 check_object_name(name).map_err(|p| invalid(&kpath, p))?;
-                key.curve().map_err(|p| invalid(&kpath, p))?;
+                key.key_type().map_err(|p| invalid(&kpath, p))?;
             }
         }
         Ok(())
@@ -369,20 +370,28 @@ impl Curve {
     }
 }
 
+/// The key type a [`KeySeed`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    Ec(Curve),
+    Rsa,
+}
+
 impl KeySeed {
-    pub(crate) fn curve(&self) -> Result<Curve, String> {
+    pub(crate) fn key_type(&self) -> Result<KeyType, String> {
         match self.kty.as_deref().unwrap_or("EC") {
             "EC" => {}
             "RSA" => {
-                return Err(
-                    "kty `RSA` is not supported (ring cannot generate RSA keys); use `EC`".into(),
-                );
+                return match self.crv {
+                    None => Ok(KeyType::Rsa),
+                    Some(_) => Err("`crv` applies only to kty `EC`".into()),
+                };
             }
-            other => return Err(format!("kty `{other}` is not `EC`")),
+            other => return Err(format!("kty `{other}` is not `EC` or `RSA`")),
         }
         match self.crv.as_deref().unwrap_or("P-256") {
-            "P-256" => Ok(Curve::P256),
-            "P-384" => Ok(Curve::P384),
+            "P-256" => Ok(KeyType::Ec(Curve::P256)),
+            "P-384" => Ok(KeyType::Ec(Curve::P384)),
             other => Err(format!("crv `{other}` is not `P-256` or `P-384`")),
         }
     }
@@ -543,9 +552,9 @@ vaults:
                 "vaults.myvault.access.ghost",
             ),
             (
-                "rsa key",
-                "vaults: { myvault: { keys: { k: { kty: RSA } } } }",
-                "ring cannot generate RSA",
+                "rsa key with a curve",
+                "vaults: { myvault: { keys: { k: { kty: RSA, crv: P-256 } } } }",
+                "applies only to kty `EC`",
             ),
             (
                 "cert type",

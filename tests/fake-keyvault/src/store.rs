@@ -335,14 +335,19 @@ impl Store {
                 );
             }
             for (name, kseed) in &vseed.keys {
-                let curve = kseed.curve().unwrap_or(crate::seed::Curve::P256);
+                let key_type = kseed
+                    .key_type()
+                    .unwrap_or(crate::seed::KeyType::Ec(crate::seed::Curve::P256));
                 vault.keys.insert(
                     name.to_ascii_lowercase(),
                     Named {
                         name: name.clone(),
                         versions: vec![KeyVersion {
                             version: new_version(),
-                            jwk: pki::ec_key(curve)?,
+                            jwk: match key_type {
+                                crate::seed::KeyType::Ec(curve) => pki::ec_key(curve)?,
+                                crate::seed::KeyType::Rsa => pki::rsa_test_key(),
+                            },
                             key_ops: &["sign", "verify"],
                             managed: false,
                             created: now,
