@@ -1,0 +1,860 @@
+//! Reading image entrypoints (ENTRYPOINT and CMD) from OCI registries, with a cache.
+//!
+//! The webhook needs an image's ENTRYPOINT and CMD when a container sets no `command`. This
+//! crate answers that the way the kubelet would pull: the same reference defaults (`docker.io`,
+//! `library/`, `:latest`), the same pull-secret matching, the node's platform in a multi-arch
+//! index, and Azure Container Registry through the webhook's identity. Every lookup is bounded
+//! by a deadline so a hanging registry cannot stall admission, and answers are cached: by
+//! reference for a TTL, by digest for good.
+
+mod acr;
+mod cache;
+mod credentials;
+mod error;
+pub mod platform;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oci_client::manifest::OciManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::Digest as _;
+use zeroize::Zeroizing;
+
+pub use acr::{ACR_USERNAME, AcrAuth, AcrTokenSource, BoxError, TokenFuture, is_acr_host};
+pub use credentials::{
+    Credential, CredentialsError, DOCKERCFG_KEY, DOCKERCONFIGJSON_KEY, DockerConfig,
+    matching_credentials,
+};
+pub use error::LookupError;
+pub use platform::{Platform, PlatformParseError};
+
+use cache::BoundedCache;
+use error::{Failure, error_chain, short};
+
+/// Image configs are a few KiB; refuse anything absurd before downloading it.
+const MAX_CONFIG_BYTES: i64 = 4 << 20;
+/// ACR refresh tokens live about three hours; renew well before.
+const ACR_REFRESH_TTL: Duration = Duration::from_secs(30 * 60);
+/// Registry clients hold bearer tokens and connections; renew them now and then.
+const CLIENT_TTL: Duration = Duration::from_secs(60 * 60);
+const CLIENT_CAPACITY: usize = 256;
+
+/// What the image config says to run, and which manifest it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntrypoint {
+    /// ENTRYPOINT; empty when the image sets none.
+    pub entrypoint: Vec<String>,
+    /// CMD; empty when the image sets none.
+    pub cmd: Vec<String>,
+    /// Digest of the platform-specific image manifest that was read.
+    pub digest: String,
+}
+
+/// Settings of an [`ImageResolver`].
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Deadline for one whole lookup (token exchange, manifests, config).
+    pub timeout: Duration,
+    /// How long an answer for a tag reference is reused. Digest references never expire.
+    pub cache_ttl: Duration,
+    /// Most answers kept (each cache); least recently used go first.
+    pub cache_capacity: usize,
+    /// Registries (`host[:port]`, as in the image reference) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Azure Container Registry through the webhook's own identity.
+    pub acr: Option<AcrAuth>,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            timeout: Duration::from_secs(4),
+            cache_ttl: Duration::from_secs(10 * 60),
+            cache_capacity: 1000,
+            insecure_registries: Vec::new(),
+            acr: None,
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Calls to [`ImageResolver::entrypoint`].
+    pub lookups: u64,
+    /// Answered from the cache without contacting a registry.
+    pub hits: u64,
+    /// Went to a registry.
+    pub misses: u64,
+    /// Ended in an error.
+    pub errors: u64,
+}
+
+/// Reads image entrypoints from registries. Cheap to clone; clones share caches and clients.
+#[derive(Clone)]
+pub struct ImageResolver {
+    inner: Arc<Inner>,
+}
+
+/// Key of an answer: the reference, the platform, and which pull-secret credentials were
+/// offered (hashed), so an image one pod may read is not handed to a pod that may not.
+type AnswerKey = (String, Platform, [u8; 32]);
+
+struct Inner {
+    opts: RegistryOptions,
+    answers: Mutex<BoundedCache<AnswerKey, ImageEntrypoint>>,
+    /// (registry/repository, manifest digest) -> entrypoint: content-addressed, never stale.
+    by_digest: Mutex<BoundedCache<(String, String), ImageEntrypoint>>,
+    /// One client per (registry, credential): an oci-client `Client` keeps the first
+    /// credentials it sees for a registry.
+    clients: Mutex<BoundedCache<(String, [u8; 32]), Client>>,
+    acr_tokens: Mutex<BoundedCache<String, Arc<Zeroizing<String>>>>,
+    /// Parsed references by the text the pod spec holds.
+    references: Mutex<BoundedCache<String, Arc<Reference>>>,
+    /// One async lock per key being fetched; removed when the fetch ends.
+    in_flight: Mutex<HashMap<AnswerKey, Arc<tokio::sync::Mutex<()>>>>,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One way of asking the registry.
+#[derive(Clone, Copy)]
+enum Attempt<'a> {
+    Anonymous,
+    Secret(&'a Credential),
+    Acr,
+}
+
+impl ImageResolver {
+    /// Installs rustls' ring provider as the process default if none is installed yet (the
+    /// registry client's TLS needs one).
+    pub fn new(opts: RegistryOptions) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let capacity = opts.cache_capacity;
+        ImageResolver {
+            inner: Arc::new(Inner {
+                opts,
+                answers: Mutex::new(BoundedCache::new(capacity)),
+                by_digest: Mutex::new(BoundedCache::new(capacity)),
+                clients: Mutex::new(BoundedCache::new(CLIENT_CAPACITY)),
+                acr_tokens: Mutex::new(BoundedCache::new(CLIENT_CAPACITY)),
+                in_flight: Mutex::new(HashMap::new()),
+                references: Mutex::new(BoundedCache::new(capacity)),
+                lookups: AtomicU64::new(0),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.opts
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let i = &self.inner;
+        CacheStats {
+            lookups: i.lookups.load(Ordering::Relaxed),
+            hits: i.hits.load(Ordering::Relaxed),
+            misses: i.misses.load(Ordering::Relaxed),
+            errors: i.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// ENTRYPOINT and CMD of `image` for `platform`, using the pull secrets' credentials that
+    /// match the image (in order; anonymous when none match), then ACR through the webhook's
+    /// identity when configured. Bounded by `timeout`.
+    pub async fn entrypoint(
+        &self,
+        image: &str,
+        platform: &Platform,
+        credentials: &[DockerConfig],
+    ) -> Result<ImageEntrypoint, LookupError> {
+        let inner = &self.inner;
+        inner.lookups.fetch_add(1, Ordering::Relaxed);
+        let result = self.lookup(image, platform, credentials).await;
+        if result.is_err() {
+            inner.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn lookup(
+        &self,
+        image: &str,
+        platform: &Platform,
+        credentials: &[DockerConfig],
+    ) -> Result<ImageEntrypoint, LookupError> {
+        let inner = &self.inner;
+        let reference = self.reference(image)?;
+        let name = format!("{}/{}", reference.registry(), reference.repository());
+        let offered = matching_credentials(credentials, &name);
+        let key: AnswerKey = (reference.whole(), platform.clone(), fingerprint(&offered));
+
+        if let Some(hit) = self.cached(&key, image, platform) {
+            return Ok(hit);
+        }
+        let deadline = inner.opts.timeout;
+        tokio::time::timeout(
+            deadline,
+            self.fetch_once(key, &reference, image, platform, &offered),
+        )
+        .await
+        .map_err(|_| LookupError::Timeout {
+            image: image.to_string(),
+            after: deadline,
+        })?
+    }
+
+    /// Parsing a reference runs a large regex (~10 µs); admissions repeat the same few images.
+    fn reference(&self, image: &str) -> Result<Arc<Reference>, LookupError> {
+        let now = Instant::now();
+        if let Some(reference) = lock(&self.inner.references).get(image, now) {
+            return Ok(reference);
+        }
+        let reference = Arc::new(parse_reference(image)?);
+        lock(&self.inner.references).insert(image.to_string(), reference.clone(), None, now);
+        Ok(reference)
+    }
+
+    fn cached(&self, key: &AnswerKey, image: &str, platform: &Platform) -> Option<ImageEntrypoint> {
+        let hit = lock(&self.inner.answers).get(key, Instant::now())?;
+        self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(image, %platform, "image entrypoint from cache");
+        Some(hit)
+    }
+
+    /// Concurrent lookups of one key (a Deployment scaling up) share one registry fetch: the
+    /// first fetches, the others wait for it and read the cache.
+    async fn fetch_once(
+        &self,
+        key: AnswerKey,
+        reference: &Reference,
+        image: &str,
+        platform: &Platform,
+        offered: &[&Credential],
+    ) -> Result<ImageEntrypoint, LookupError> {
+        let inner = &self.inner;
+        let flight = lock(&inner.in_flight)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // Forget the flight however this ends, including cancellation at the deadline.
+        let _forget = ForgetFlight {
+            in_flight: &inner.in_flight,
+            key: &key,
+            flight: &flight,
+        };
+        let _turn = flight.lock().await;
+        if let Some(hit) = self.cached(&key, image, platform) {
+            return Ok(hit);
+        }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
+        let answer = self.fetch(reference, image, platform, offered).await?;
+        let now = Instant::now();
+        // A digest reference names immutable content: keep it until evicted.
+        let expires = reference
+            .digest()
+            .is_none()
+            .then(|| now + inner.opts.cache_ttl);
+        lock(&inner.answers).insert(key.clone(), answer.clone(), expires, now);
+        Ok(answer)
+    }
+
+    /// Tries each way of asking in turn; a refusal moves on to the next, anything else ends.
+    async fn fetch(
+        &self,
+        reference: &Reference,
+        image: &str,
+        platform: &Platform,
+        offered: &[&Credential],
+    ) -> Result<ImageEntrypoint, LookupError> {
+        let registry = reference.resolve_registry().to_string();
+        let use_acr = self
+            .inner
+            .opts
+            .acr
+            .as_ref()
+            .is_some_and(|acr| acr.serves(&registry));
+        let mut attempts: Vec<Attempt<'_>> = offered.iter().map(|c| Attempt::Secret(c)).collect();
+        if use_acr {
+            attempts.push(Attempt::Acr);
+        }
+        if attempts.is_empty() {
+            attempts.push(Attempt::Anonymous);
+        }
+
+        for attempt in &attempts {
+            let auth = match attempt {
+                Attempt::Anonymous => RegistryAuth::Anonymous,
+                Attempt::Secret(c) if c.is_anonymous() => RegistryAuth::Anonymous,
+                Attempt::Secret(c) => {
+                    RegistryAuth::Basic(c.username().to_string(), c.password().to_string())
+                }
+                Attempt::Acr => {
+                    let token = self.acr_refresh_token(&registry, image).await?;
+                    RegistryAuth::Basic(ACR_USERNAME.to_string(), token.as_str().to_string())
+                }
+            };
+            tracing::debug!(image, %platform, registry, attempt = attempt.describe(), "reading image config");
+            match self.fetch_with(reference, &registry, platform, &auth).await {
+                Ok(answer) => return Ok(answer),
+                Err(FetchError::Failure(Failure::Unauthorized)) => {
+                    tracing::debug!(
+                        image,
+                        registry,
+                        attempt = attempt.describe(),
+                        "registry refused"
+                    );
+                    if matches!(attempt, Attempt::Acr) {
+                        lock(&self.inner.acr_tokens).remove(&registry);
+                    }
+                }
+                Err(e) => return Err(e.into_lookup_error(image, &registry, platform)),
+            }
+        }
+        Err(LookupError::Unauthorized {
+            image: image.to_string(),
+            registry,
+            attempts: describe_attempts(&attempts),
+        })
+    }
+
+    async fn fetch_with(
+        &self,
+        reference: &Reference,
+        registry: &str,
+        platform: &Platform,
+        auth: &RegistryAuth,
+    ) -> Result<ImageEntrypoint, FetchError> {
+        let client = self.client_for(registry, auth)?;
+        let (manifest, digest) = client.pull_manifest(reference, auth).await?;
+        let (manifest, digest) = match manifest {
+            OciManifest::Image(manifest) => (manifest, digest),
+            OciManifest::ImageIndex(index) => {
+                let offered: Vec<Option<Platform>> = index
+                    .manifests
+                    .iter()
+                    .map(|entry| {
+                        entry.platform.as_ref().map(|p| Platform {
+                            os: p.os.to_string(),
+                            architecture: p.architecture.to_string(),
+                            variant: p.variant.clone(),
+                        })
+                    })
+                    .collect();
+                let Some(chosen) = platform::choose(&offered, platform) else {
+                    let listed: Vec<String> =
+                        offered.iter().flatten().map(Platform::to_string).collect();
+                    return Err(FetchError::NoMatchingPlatform(listed.join(", ")));
+                };
+                let entry_digest = index.manifests[chosen].digest.clone();
+                let entry = reference.clone_with_digest(entry_digest.clone());
+                match client.pull_manifest(&entry, auth).await?.0 {
+                    OciManifest::Image(manifest) => (manifest, entry_digest),
+                    OciManifest::ImageIndex(_) => {
+                        return Err(FetchError::Invalid(
+                            "its index points at another index instead of an image manifest".into(),
+                        ));
+                    }
+                }
+            }
+        };
+
+        let digest_key = (
+            format!("{registry}/{}", reference.repository()),
+            digest.clone(),
+        );
+        if let Some(hit) = lock(&self.inner.by_digest).get(&digest_key, Instant::now()) {
+            return Ok(hit);
+        }
+        if manifest.config.size > MAX_CONFIG_BYTES {
+            return Err(FetchError::Invalid(format!(
+                "its config blob is {} bytes, more than the {MAX_CONFIG_BYTES} allowed",
+                manifest.config.size
+            )));
+        }
+        let mut config = Vec::new();
+        client
+            .pull_blob(reference, &manifest.config, &mut config)
+            .await?;
+        let (entrypoint, cmd) = parse_config(&config).map_err(FetchError::Invalid)?;
+        let answer = ImageEntrypoint {
+            entrypoint,
+            cmd,
+            digest,
+        };
+        lock(&self.inner.by_digest).insert(digest_key, answer.clone(), None, Instant::now());
+        Ok(answer)
+    }
+
+    fn client_for(&self, registry: &str, auth: &RegistryAuth) -> Result<Client, FetchError> {
+        let key = (registry.to_string(), auth_fingerprint(auth));
+        let now = Instant::now();
+        let mut clients = lock(&self.inner.clients);
+        if let Some(client) = clients.get(&key, now) {
+            return Ok(client);
+        }
+        let opts = &self.inner.opts;
+        let config = oci_client::client::ClientConfig {
+            protocol: if opts.insecure_registries.is_empty() {
+                oci_client::client::ClientProtocol::Https
+            } else {
+                oci_client::client::ClientProtocol::HttpsExcept(opts.insecure_registries.clone())
+            },
+            // We choose the index entry ourselves, for the node's platform.
+            platform_resolver: None,
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| {
+            FetchError::Failure(Failure::Other(format!(
+                "cannot build a registry client: {}",
+                error_chain(&e)
+            )))
+        })?;
+        clients.insert(key, client.clone(), Some(now + CLIENT_TTL), now);
+        Ok(client)
+    }
+
+    /// An ACR refresh token for `registry`, from the cache or a fresh exchange.
+    async fn acr_refresh_token(
+        &self,
+        registry: &str,
+        image: &str,
+    ) -> Result<Arc<Zeroizing<String>>, LookupError> {
+        if let Some(token) = lock(&self.inner.acr_tokens).get(registry, Instant::now()) {
+            return Ok(token);
+        }
+        let acr_error = |reason: String| LookupError::Acr {
+            image: image.to_string(),
+            registry: registry.to_string(),
+            reason,
+        };
+        let acr = self
+            .inner
+            .opts
+            .acr
+            .as_ref()
+            .ok_or_else(|| acr_error("ACR is not configured".into()))?;
+        let access_token =
+            Zeroizing::new(acr.tokens.access_token(registry).await.map_err(|e| {
+                acr_error(format!(
+                    "no Microsoft Entra token: {}",
+                    error_chain(e.as_ref())
+                ))
+            })?);
+        let scheme = if self
+            .inner
+            .opts
+            .insecure_registries
+            .iter()
+            .any(|r| r == registry)
+        {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://{registry}/oauth2/exchange");
+        // No own timeout: the lookup's deadline bounds the exchange too.
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| acr_error(format!("cannot build an HTTP client: {}", error_chain(&e))))?;
+        let form = acr::exchange_form(registry, &access_token);
+        let response = http
+            .post(&url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form.as_str().to_string())
+            .send()
+            .await
+            .map_err(|e| acr_error(format!("POST {url}: {}", error_chain(&e))))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| acr_error(format!("POST {url}: {}", error_chain(&e))))?;
+        if !status.is_success() {
+            return Err(acr_error(format!(
+                "the token exchange at {url} answered HTTP {status}: {}",
+                short(&String::from_utf8_lossy(&body))
+            )));
+        }
+        let token = Arc::new(
+            acr::refresh_token_from(&body).map_err(|r| acr_error(format!("{r} ({url})")))?,
+        );
+        let now = Instant::now();
+        lock(&self.inner.acr_tokens).insert(
+            registry.to_string(),
+            token.clone(),
+            Some(now + ACR_REFRESH_TTL),
+            now,
+        );
+        tracing::debug!(
+            registry,
+            "exchanged an Entra token for an ACR refresh token"
+        );
+        Ok(token)
+    }
+}
+
+/// Removes a key's in-flight lock when its holder is done, unless a newer flight replaced it.
+struct ForgetFlight<'a> {
+    in_flight: &'a Mutex<HashMap<AnswerKey, Arc<tokio::sync::Mutex<()>>>>,
+    key: &'a AnswerKey,
+    flight: &'a Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for ForgetFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(self.in_flight);
+        if map
+            .get(self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, self.flight))
+        {
+            map.remove(self.key);
+        }
+    }
+}
+
+/// Failures inside one attempt, before the image name is attached.
+enum FetchError {
+    Failure(Failure),
+    NoMatchingPlatform(String),
+    Invalid(String),
+}
+
+impl From<oci_client::errors::OciDistributionError> for FetchError {
+    fn from(e: oci_client::errors::OciDistributionError) -> Self {
+        FetchError::Failure(Failure::classify(&e))
+    }
+}
+
+impl FetchError {
+    fn into_lookup_error(self, image: &str, registry: &str, platform: &Platform) -> LookupError {
+        let image = image.to_string();
+        let registry = registry.to_string();
+        match self {
+            FetchError::Failure(Failure::NotFound) => LookupError::NotFound { image },
+            FetchError::Failure(Failure::Unauthorized) => LookupError::Unauthorized {
+                image,
+                registry,
+                attempts: "anonymously".into(),
+            },
+            FetchError::Failure(Failure::Unreachable(reason)) => LookupError::Unreachable {
+                image,
+                registry,
+                reason,
+            },
+            FetchError::Failure(Failure::Other(reason)) => LookupError::Registry {
+                image,
+                registry,
+                reason,
+            },
+            FetchError::NoMatchingPlatform(offered) => LookupError::NoMatchingPlatform {
+                image,
+                wanted: platform.clone(),
+                offered: if offered.is_empty() {
+                    "no platforms".into()
+                } else {
+                    offered
+                },
+            },
+            FetchError::Invalid(reason) => LookupError::InvalidImage { image, reason },
+        }
+    }
+}
+
+impl Attempt<'_> {
+    fn describe(&self) -> &'static str {
+        match self {
+            Attempt::Anonymous => "anonymous",
+            Attempt::Secret(_) => "pull secret",
+            Attempt::Acr => "webhook Azure identity",
+        }
+    }
+}
+
+fn describe_attempts(attempts: &[Attempt<'_>]) -> String {
+    let secrets = attempts
+        .iter()
+        .filter(|a| matches!(a, Attempt::Secret(_)))
+        .count();
+    let acr = attempts.iter().any(|a| matches!(a, Attempt::Acr));
+    let secrets_text = match secrets {
+        1 => "the 1 matching credential from imagePullSecrets".to_string(),
+        n => format!("all {n} matching credentials from imagePullSecrets"),
+    };
+    match (secrets, acr) {
+        (0, false) => "anonymously (no imagePullSecrets credential matches this registry)".into(),
+        (0, true) => "with the webhook's Azure identity".into(),
+        (_, false) => format!("with {secrets_text}"),
+        (_, true) => format!("with {secrets_text} and with the webhook's Azure identity"),
+    }
+}
+
+/// Parses an image reference with the kubelet's defaults: `docker.io`, `library/`, `:latest`.
+pub fn parse_reference(image: &str) -> Result<Reference, LookupError> {
+    if image.trim().is_empty() {
+        return Err(LookupError::InvalidReference {
+            image: image.to_string(),
+            reason: "it is empty".into(),
+        });
+    }
+    let invalid = |reason: String| LookupError::InvalidReference {
+        image: image.to_string(),
+        reason,
+    };
+    let reference = image
+        .parse::<Reference>()
+        .map_err(|e| invalid(e.to_string()))?;
+    // oci-spec accepts upper case here; Docker's grammar (and so the kubelet) does not.
+    if reference
+        .repository()
+        .bytes()
+        .any(|b| b.is_ascii_uppercase())
+    {
+        return Err(invalid("the repository name must be lowercase".into()));
+    }
+    Ok(reference)
+}
+
+/// ENTRYPOINT and CMD from an image config blob (`config.Entrypoint`, `config.Cmd`).
+fn parse_config(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+    #[derive(serde::Deserialize)]
+    struct ImageConfig {
+        config: Option<RunConfig>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RunConfig {
+        #[serde(rename = "Entrypoint")]
+        entrypoint: Option<Vec<String>>,
+        #[serde(rename = "Cmd")]
+        cmd: Option<Vec<String>>,
+    }
+    let parsed: ImageConfig = serde_json::from_slice(bytes)
+        .map_err(|e| format!("its config blob is not a valid image config: {e}"))?;
+    let run = parsed.config.unwrap_or(RunConfig {
+        entrypoint: None,
+        cmd: None,
+    });
+    Ok((
+        run.entrypoint.unwrap_or_default(),
+        run.cmd.unwrap_or_default(),
+    ))
+}
+
+/// A stable hash of the credentials offered for a lookup.
+fn fingerprint(credentials: &[&Credential]) -> [u8; 32] {
+    let mut hasher = sha2::Sha256::new();
+    for c in credentials {
+        hasher.update(c.username().as_bytes());
+        hasher.update([0]);
+        hasher.update(c.password().as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().into()
+}
+
+fn auth_fingerprint(auth: &RegistryAuth) -> [u8; 32] {
+    let mut hasher = sha2::Sha256::new();
+    match auth {
+        RegistryAuth::Anonymous => hasher.update(b"anonymous"),
+        RegistryAuth::Basic(user, password) => {
+            hasher.update(b"basic\0");
+            hasher.update(user.as_bytes());
+            hasher.update([0]);
+            hasher.update(password.as_bytes());
+        }
+        RegistryAuth::Bearer(token) => {
+            hasher.update(b"bearer\0");
+            hasher.update(token.as_bytes());
+        }
+    }
+    hasher.finalize().into()
+}
+
+/// A poisoned cache lock only means another lookup panicked; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_get_the_kubelets_defaults() {
+        let cases = [
+            (
+                "busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                None,
+            ),
+            (
+                "nginx:1.27",
+                "docker.io",
+                "library/nginx",
+                Some("1.27"),
+                None,
+            ),
+            (
+                "someone/app",
+                "docker.io",
+                "someone/app",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/someone/app:v1",
+                "docker.io",
+                "someone/app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000",
+                "team/app",
+                Some("latest"),
+                None,
+            ),
+            ("localhost/app:dev", "localhost", "app", Some("dev"), None),
+            (
+                "myacr.azurecr.io/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "myacr.azurecr.io",
+                "app",
+                None,
+                Some("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+            ),
+        ];
+        for (image, registry, repository, tag, digest) in cases {
+            let r = parse_reference(image).unwrap_or_else(|e| panic!("{image}: {e}"));
+            assert_eq!(
+                (r.registry(), r.repository(), r.tag(), r.digest()),
+                (registry, repository, tag, digest),
+                "{image}"
+            );
+        }
+        assert_eq!(
+            parse_reference("busybox").unwrap().resolve_registry(),
+            "index.docker.io"
+        );
+    }
+
+    #[test]
+    fn bad_references_name_the_image() {
+        for image in [
+            "",
+            "  ",
+            "UPPER/case",
+            "app:bad tag",
+            "app@sha256:short",
+            "-leading/dash",
+        ] {
+            let err = parse_reference(image).expect_err(image);
+            assert!(
+                matches!(err, LookupError::InvalidReference { .. }),
+                "{image}: {err:?}"
+            );
+            assert!(err.to_string().contains(&format!("{image:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn reads_entrypoint_and_cmd_from_configs() {
+        let ok: &[(&str, &str, &[&str], &[&str])] = &[
+            (
+                "both",
+                r#"{"config":{"Entrypoint":["/bin/app","-v"],"Cmd":["serve"]}}"#,
+                &["/bin/app", "-v"],
+                &["serve"],
+            ),
+            (
+                "cmd only",
+                r#"{"architecture":"amd64","config":{"Cmd":["sh"]}}"#,
+                &[],
+                &["sh"],
+            ),
+            (
+                "nulls",
+                r#"{"config":{"Entrypoint":null,"Cmd":null}}"#,
+                &[],
+                &[],
+            ),
+            (
+                "no config",
+                r#"{"architecture":"amd64","os":"linux"}"#,
+                &[],
+                &[],
+            ),
+            ("null config", r#"{"config":null}"#, &[], &[]),
+        ];
+        for (name, json, entrypoint, cmd) in ok {
+            let (e, c) = parse_config(json.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!((e, c), (strings(entrypoint), strings(cmd)), "{name}");
+        }
+        for (name, json) in [
+            ("not json", "<html>"),
+            (
+                "entrypoint a string",
+                r#"{"config":{"Entrypoint":"/bin/sh"}}"#,
+            ),
+        ] {
+            let err = parse_config(json.as_bytes()).expect_err(name);
+            assert!(err.contains("not a valid image config"), "{name}: {err}");
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn attempts_are_described_without_credentials() {
+        let c = Credential::new("user", "pw");
+        let cases = [
+            (vec![Attempt::Anonymous], "anonymously"),
+            (
+                vec![Attempt::Secret(&c)],
+                "with the 1 matching credential from imagePullSecrets",
+            ),
+            (
+                vec![Attempt::Secret(&c), Attempt::Secret(&c)],
+                "with all 2 matching credentials from imagePullSecrets",
+            ),
+            (vec![Attempt::Acr], "with the webhook's Azure identity"),
+            (
+                vec![Attempt::Secret(&c), Attempt::Acr],
+                "with the 1 matching credential from imagePullSecrets and with the webhook's Azure identity",
+            ),
+        ];
+        for (attempts, want) in cases {
+            let text = describe_attempts(&attempts);
+            assert!(text.starts_with(want), "{text}");
+            assert!(!text.contains("pw") && !text.contains("user "), "{text}");
+        }
+    }
+
+    #[test]
+    fn fingerprints_differ_by_credential() {
+        let a = Credential::new("u", "1");
+        let b = Credential::new("u", "2");
+        assert_ne!(fingerprint(&[&a]), fingerprint(&[&b]));
+        assert_ne!(fingerprint(&[&a]), fingerprint(&[]));
+        assert_eq!(
+            fingerprint(&[&a]),
+            fingerprint(&[&Credential::new("u", "1")])
+        );
+    }
+}
