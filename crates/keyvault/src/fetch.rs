@@ -1,0 +1,430 @@
+//! Fetching every distinct object once, at most `concurrency` at a time, with our own retry loop
+//! inside one overall deadline.
+
+use crate::{
+    Secret,
+    config::{AuthConfig, AuthMode, ConfigError, TransportConfig},
+    error::{FailureKind, ResolveError, Verdict, cause_chain, classify, facts_of},
+    render::{Fetched, PublicJwk, render},
+};
+use akv_placeholder::{ObjectKind, Reference, Vault};
+use azure_core::{
+    cloud::{CloudConfiguration, CustomConfiguration},
+    credentials::{Secret as SdkSecret, TokenCredential},
+    http::{ClientOptions, RetryOptions, Transport},
+};
+use azure_identity::{
+    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
+};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions, models::KeyClientGetKeyOptions};
+use azure_security_keyvault_secrets::{
+    SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
+};
+use futures::StreamExt as _;
+use rand::Rng as _;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Most requests in flight at once.
+    pub concurrency: usize,
+    /// Longest single attempt (connect + token + GET); the overall deadline still wins.
+    pub attempt_timeout: Duration,
+    /// First backoff step; doubles per retry up to `max_backoff`, with jitter.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            concurrency: 16,
+            attempt_timeout: Duration::from_secs(20),
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+/// The request path an object is read from; two placeholders with the same one share a GET.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ObjectKey {
+    vault_url: String,
+    keys_endpoint: bool,
+    name: String,
+    version: Option<String>,
+}
+
+/// Reads Key Vault objects as one identity.
+pub struct Resolver {
+    credential: Arc<dyn TokenCredential>,
+    transport: Transport,
+    identity: String,
+    mode: AuthMode,
+    options: FetchOptions,
+}
+
+fn client_options(transport: &Transport, authority_host: Option<&str>) -> ClientOptions {
+    ClientOptions {
+        transport: Some(transport.clone()),
+        // The SDK's own retries ignore our deadline (81 s against a closed port); we retry.
+        retry: RetryOptions::none(),
+        cloud: authority_host.map(|host| {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host = host.to_owned();
+            Arc::new(CloudConfiguration::Custom(custom))
+        }),
+        ..Default::default()
+    }
+}
+
+impl Resolver {
+    /// Chooses the credential from `auth` and wires our HTTPS client into it and every client.
+    pub fn new(
+        auth: &AuthConfig,
+        transport: &TransportConfig,
+        options: FetchOptions,
+    ) -> Result<Self, ConfigError> {
+        let mode = auth.choose()?;
+        let http = crate::transport::http_client(transport)?;
+        let transport = Transport::new(Arc::new(http));
+        let opts = client_options(&transport, auth.authority_host.as_deref());
+        let cred_err = |e: azure_core::Error| ConfigError::Credential {
+            mode,
+            cause: cause_chain(&e),
+        };
+        let credential: Arc<dyn TokenCredential> = match mode {
+            AuthMode::WorkloadIdentity => {
+                WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                    credential_options: azure_identity::ClientAssertionCredentialOptions {
+                        client_options: opts,
+                    },
+                    client_id: auth.client_id.clone(),
+                    tenant_id: auth.tenant_id.clone(),
+                    token_file_path: auth.federated_token_file.clone(),
+                }))
+                .map_err(cred_err)?
+            }
+            AuthMode::ClientSecret => {
+                let secret = auth
+                    .client_secret
+                    .as_ref()
+                    .map(|s| s.as_str())
+                    .unwrap_or_default();
+                ClientSecretCredential::new(
+                    auth.tenant_id.as_deref().unwrap_or_default(),
+                    auth.client_id.clone().unwrap_or_default(),
+                    SdkSecret::new(secret.to_owned()),
+                    Some(ClientSecretCredentialOptions {
+                        client_options: opts,
+                    }),
+                )
+                .map_err(cred_err)?
+            }
+            AuthMode::ManagedIdentity => {
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: auth.client_id.clone().map(UserAssignedId::ClientId),
+                    client_options: opts,
+                }))
+                .map_err(cred_err)?
+            }
+        };
+        Ok(Resolver {
+            credential,
+            transport,
+            identity: auth.identity_label(mode),
+            mode,
+            options,
+        })
+    }
+
+    /// Resolves every reference, in order. Each distinct object is fetched once; a reference
+    /// without `vault=` uses `default_vault`. Nothing runs past `deadline`.
+    pub async fn resolve_all(
+        &self,
+        refs: &[Reference],
+        default_vault: Option<&Vault>,
+        deadline: Instant,
+    ) -> Vec<Result<Secret, ResolveError>> {
+        let keys: Vec<Option<(ObjectKey, String)>> = refs
+            .iter()
+            .map(|r| {
+                let vault = r.vault.as_ref().or(default_vault)?;
+                Some((
+                    ObjectKey {
+                        vault_url: vault.url(),
+                        keys_endpoint: r.kind == ObjectKind::Key,
+                        name: r.name.clone(),
+                        version: r.version.clone(),
+                    },
+                    vault.to_string(),
+                ))
+            })
+            .collect();
+        let distinct: BTreeMap<ObjectKey, ()> = keys
+            .iter()
+            .flatten()
+            .map(|(k, _)| (k.clone(), ()))
+            .collect();
+        info!(
+            placeholders = refs.len(),
+            objects = distinct.len(),
+            identity = %self.identity,
+            auth = %self.mode,
+            "resolving Key Vault placeholders"
+        );
+        let mut secret_clients: HashMap<String, Arc<SecretClient>> = HashMap::new();
+        let mut key_clients: HashMap<String, Arc<KeyClient>> = HashMap::new();
+        let mut client_errors: HashMap<String, String> = HashMap::new();
+        for k in distinct.keys() {
+            let opts = client_options(&self.transport, None);
+            if k.keys_endpoint {
+                if key_clients.contains_key(&k.vault_url) {
+                    continue;
+                }
+                match KeyClient::new(
+                    &k.vault_url,
+                    self.credential.clone(),
+                    Some(KeyClientOptions {
+                        client_options: opts,
+                        ..Default::default()
+                    }),
+                ) {
+                    Ok(c) => drop(key_clients.insert(k.vault_url.clone(), Arc::new(c))),
+                    Err(e) => drop(client_errors.insert(k.vault_url.clone(), cause_chain(&e))),
+                }
+            } else {
+                if secret_clients.contains_key(&k.vault_url) {
+                    continue;
+                }
+                match SecretClient::new(
+                    &k.vault_url,
+                    self.credential.clone(),
+                    Some(SecretClientOptions {
+                        client_options: opts,
+                        ..Default::default()
+                    }),
+                ) {
+                    Ok(c) => drop(secret_clients.insert(k.vault_url.clone(), Arc::new(c))),
+                    Err(e) => drop(client_errors.insert(k.vault_url.clone(), cause_chain(&e))),
+                }
+            }
+        }
+
+        let fetched: HashMap<ObjectKey, Result<Fetched, (FailureKind, String)>> =
+            futures::stream::iter(distinct.into_keys())
+                .map(|key| {
+                    let secrets = secret_clients.get(&key.vault_url).cloned();
+                    let keys = key_clients.get(&key.vault_url).cloned();
+                    let client_error = client_errors.get(&key.vault_url).cloned();
+                    async move {
+                        let result = match (client_error, secrets, keys) {
+                            (Some(e), _, _) => Err((FailureKind::Rejected, e)),
+                            (None, s, k) => self.fetch_with_retry(&key, s, k, deadline).await,
+                        };
+                        (key, result)
+                    }
+                })
+                .buffer_unordered(self.options.concurrency.max(1))
+                .collect()
+                .await;
+
+        refs.iter()
+            .zip(keys)
+            .map(|(r, key)| {
+                let object = describe(r);
+                let Some((key, vault)) = key else {
+                    return Err(ResolveError {
+                        object,
+                        vault: "(none)".into(),
+                        kind: FailureKind::NoVault,
+                        cause: "add vault=NAME to the placeholder or set AKV_ENV_DEFAULT_VAULT"
+                            .into(),
+                    });
+                };
+                let err = |kind, cause| ResolveError {
+                    object: object.clone(),
+                    vault: vault.clone(),
+                    kind,
+                    cause,
+                };
+                match fetched.get(&key) {
+                    Some(Ok(f)) => render(r, f).map_err(|cause| err(FailureKind::BadFormat, cause)),
+                    Some(Err((kind, cause))) => Err(err(*kind, cause.clone())),
+                    None => Err(err(
+                        FailureKind::Rejected,
+                        "internal error: object was not fetched".into(),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    async fn fetch_with_retry(
+        &self,
+        key: &ObjectKey,
+        secrets: Option<Arc<SecretClient>>,
+        keys: Option<Arc<KeyClient>>,
+        deadline: Instant,
+    ) -> Result<Fetched, (FailureKind, String)> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err((
+                    FailureKind::Unreachable,
+                    "no answer before the deadline".into(),
+                ));
+            }
+            let attempt_end = deadline.min(now + self.options.attempt_timeout);
+            let result = tokio::time::timeout_at(attempt_end, async {
+                match (&keys, &secrets) {
+                    (Some(c), _) if key.keys_endpoint => get_key(c, key).await,
+                    (_, Some(c)) => get_secret(c, key).await,
+                    _ => Err(Err("internal error: no client for this vault".to_owned())),
+                }
+            })
+            .await;
+            let (facts, cause) = match result {
+                Ok(Ok(f)) => {
+                    debug!(vault = %key.vault_url, name = %key.name, attempt, "fetched");
+                    return Ok(f);
+                }
+                Ok(Err(Ok(e))) => (facts_of(&e), cause_chain(&e)),
+                Ok(Err(Err(bad_format))) => return Err((FailureKind::BadFormat, bad_format)),
+                Err(_) => (
+                    crate::error::AttemptFacts {
+                        timed_out: true,
+                        ..Default::default()
+                    },
+                    format!(
+                        "no answer within {:.1} s",
+                        (attempt_end - now).as_secs_f64()
+                    ),
+                ),
+            };
+            let kind = match classify(&facts) {
+                Verdict::Fatal(kind) => return Err((kind, cause)),
+                Verdict::Retry(kind) => kind,
+            };
+            let backoff = self.backoff(attempt);
+            let wait = facts.retry_after.map_or(backoff, |ra| ra.max(backoff / 4));
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if wait >= remaining {
+                let cause = match facts.retry_after {
+                    Some(ra) => format!(
+                        "{cause}; Key Vault asked to retry after {} s, past the deadline",
+                        ra.as_secs_f64()
+                    ),
+                    None => format!("{cause}; gave up at the deadline after {attempt} attempts"),
+                };
+                warn!(vault = %key.vault_url, name = %key.name, attempt, %kind, "giving up");
+                return Err((kind, cause));
+            }
+            warn!(
+                vault = %key.vault_url, name = %key.name, attempt, %kind, status = ?facts.status,
+                wait_ms = wait.as_millis() as u64, cause = %cause, "attempt failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half fixed, half random, so retries from many
+    /// pods spread out but never collapse to zero.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .options
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.options.max_backoff);
+        let half = exp / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// `Err(Ok(e))`: the SDK failed (maybe retry); `Err(Err(why))`: the answer is unusable.
+type FetchResult = Result<Fetched, Result<azure_core::Error, String>>;
+
+#[derive(serde::Deserialize)]
+struct WireSecret {
+    value: Option<String>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
+}
+
+async fn get_secret(client: &SecretClient, key: &ObjectKey) -> FetchResult {
+    let options = SecretClientGetSecretOptions {
+        secret_version: key.version.clone(),
+        ..Default::default()
+    };
+    let response = client
+        .get_secret(&key.name, Some(options))
+        .await
+        .map_err(Ok)?;
+    let body = response.into_body();
+    // Our own type, so the value moves straight into a wiped buffer.
+    let wire: WireSecret = serde_json::from_slice(body.as_ref()).map_err(|e| {
+        Err(format!(
+            "Key Vault's answer is not a secret ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let value = wire
+        .value
+        .ok_or_else(|| Err("Key Vault's answer has no value".to_owned()))?;
+    Ok(Fetched::Secret {
+        value: Zeroizing::new(value),
+        content_type: wire.content_type,
+    })
+}
+
+async fn get_key(client: &KeyClient, key: &ObjectKey) -> FetchResult {
+    let options = KeyClientGetKeyOptions {
+        key_version: key.version.clone(),
+        ..Default::default()
+    };
+    let response = client.get_key(&key.name, Some(options)).await.map_err(Ok)?;
+    let model = response.into_model().map_err(|e| {
+        Err(format!(
+            "Key Vault's answer is not a key: {}",
+            cause_chain(&e)
+        ))
+    })?;
+    let jwk = model
+        .key
+        .ok_or_else(|| Err("Key Vault's answer has no key".to_owned()))?;
+    Ok(Fetched::Key(PublicJwk {
+        kty: jwk.kty.map(|k| k.to_string()).unwrap_or_default(),
+        n: jwk.n,
+        e: jwk.e,
+        crv: jwk.crv.map(|c| c.to_string()),
+        x: jwk.x,
+        y: jwk.y,
+    }))
+}
+
+/// `secret db-password`, `certificate web-tls (part=key)`, `key signing version 0123...`.
+fn describe(r: &Reference) -> String {
+    let kind = match r.kind {
+        ObjectKind::Secret => "secret",
+        ObjectKind::Certificate => "certificate",
+        ObjectKind::Key => "key",
+    };
+    match &r.version {
+        Some(v) => format!("{kind} {} version {v}", r.name),
+        None => format!("{kind} {}", r.name),
+    }
+}

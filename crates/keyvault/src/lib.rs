@@ -1,0 +1,21 @@
+//! Resolving placeholders against Azure Key Vault with the pod's own identity.
+//!
+//! Knows nothing of Kubernetes: given explicit identity and transport settings and a list of
+//! parsed [`akv_placeholder::Reference`]s, it returns one [`Secret`] or one [`ResolveError`] per
+//! reference. It chooses the credential ([`AuthConfig::choose`]), builds an HTTPS client with
+//! built-in trust roots ([`http_client`]) that the SDK uses for both Entra ID and Key Vault, and
+//! fetches each distinct object once, at most 16 at a time, retrying throttling and transient
+//! faults inside one deadline ([`Resolver::resolve_all`]).
+
+mod config;
+mod error;
+mod fetch;
+mod render;
+mod secret;
+mod transport;
+
+pub use config::{AuthConfig, AuthMode, ConfigError, TransportConfig, parse_resolve};
+pub use error::{FailureKind, ResolveError, cause_chain};
+pub use fetch::{FetchOptions, Resolver};
+pub use secret::Secret;
+pub use transport::http_client;

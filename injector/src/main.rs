@@ -1,0 +1,355 @@
+//! The in-pod injector: resolve Key Vault placeholders in memory, then exec the program.
+//!
+//! This file is the binary's edge: it reads the command line and the environment once, wires
+//! the pure parts (`envp`, `exec`) to the Key Vault library, and reports with `anyhow`.
+
+mod envp;
+mod exec;
+mod install;
+
+use akv_keyvault::{AuthConfig, AuthMode, FetchOptions, Resolver, Secret, TransportConfig};
+use akv_placeholder::Vault;
+use clap::{Parser, Subcommand};
+use std::{
+    ffi::{CString, OsString},
+    os::unix::ffi::OsStrExt as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+use zeroize::Zeroizing;
+
+const ABOUT: &str = "Resolve Azure Key Vault placeholders in the environment, then exec a program.";
+
+const LONG_ABOUT: &str = "\
+Resolve Azure Key Vault placeholders in the environment, then exec a program.
+
+Every environment variable whose value looks like
+    NAME@azurekeyvault[?vault=V&version=HEX&type=secret|certificate|key&key=FIELD&encoding=base64&part=cert|key|pem]
+is fetched from Key Vault (concurrently, once per distinct object) and replaced by its value in
+memory; then PROGRAM replaces akv-env (same PID, its own exit code and signals). If any
+placeholder cannot be resolved, akv-env prints one line per failing variable to stderr and exits
+1 without running PROGRAM. With no placeholders it execs at once, without touching the network.
+
+Identity (the pod's own): workload identity if AZURE_FEDERATED_TOKEN_FILE is set (with
+AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST), else a service principal if
+AZURE_CLIENT_SECRET is set, else managed identity (IMDS, or IDENTITY_ENDPOINT/IDENTITY_HEADER;
+AZURE_CLIENT_ID picks a user-assigned one).";
+
+const AFTER_HELP: &str = "\
+Examples:
+  akv-env -- /app/server --port 8080     run a program with its placeholders resolved
+  akv-env install /akv-env/bin           copy this binary into a shared volume (init container)
+
+Values never appear in logs, errors, argv or files.";
+
+#[derive(Parser)]
+#[command(name = "akv-env", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    settings: Settings,
+
+    /// The program to run and its arguments (after `--`); found on the resolved PATH.
+    #[arg(last = true, value_name = "PROGRAM [ARGS]")]
+    program: Vec<OsString>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Copy this executable to DIR/akv-env (mode 0755, atomic rename); for the init container.
+    Install {
+        /// Target directory, e.g. the shared emptyDir volume.
+        dir: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct Settings {
+    /// Vault for placeholders without `vault=`: a name (myvault) or a URL (https://myvault.vault.azure.cn).
+    #[arg(long, env = "AKV_ENV_DEFAULT_VAULT", value_name = "VAULT")]
+    default_vault: Option<String>,
+
+    /// Force one identity instead of choosing: workload-identity, client-secret or managed-identity.
+    #[arg(long, env = "AKV_ENV_AUTH", value_name = "MODE")]
+    auth: Option<String>,
+
+    /// Give up after this long overall: "60s", "90" (seconds), "1500ms", "2m".
+    #[arg(long, env = "AKV_ENV_TIMEOUT", default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// PEM file of extra CAs to trust besides the built-in roots (private endpoints, tests).
+    #[arg(long, env = "AKV_ENV_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+
+    /// Fixed addresses for host names, for private endpoints without DNS: "host=ip:port,host2=ip:port".
+    #[arg(long, env = "AKV_ENV_RESOLVE", value_name = "MAP")]
+    resolve: Option<String>,
+
+    /// Log filter (tracing syntax: "warn", "debug", "akv_keyvault=trace"); logs go to stderr.
+    #[arg(
+        long,
+        env = "AKV_ENV_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
+    log: String,
+}
+
+/// `60s`, `90` (seconds), `1500ms`, `2m`. Pure; tested below.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; use e.g. 60s, 90, 1500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{text:?}: must be more than 0 and at most 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Version) => {
+            println!("akv-env {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Install { dir }) => match std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|exe| install::install(&exe, &dir))
+        {
+            Ok((target, bytes)) => {
+                println!("akv-env: installed {} ({bytes} bytes)", target.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("akv-env: install: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None => run(cli.settings, cli.program),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("akv-env: AKV_ENV_LOG: {e}; using \"warn\"");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// Reads an env var that must be UTF-8 to be useful (ids, URLs); non-UTF-8 counts as unset.
+fn var(env: &[(OsString, OsString)], name: &str) -> Option<String> {
+    env.iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.to_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
+    let Some(program_name) = program.first().cloned() else {
+        eprintln!("akv-env: no program given; usage: akv-env -- PROGRAM [ARGS...]");
+        return ExitCode::from(2);
+    };
+    init_logging(&settings.log);
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let found = envp::find_placeholders(&env);
+
+    let argv: Vec<CString> = match program
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+    {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("akv-env: an argument contains a NUL byte");
+            return ExitCode::from(2);
+        }
+    };
+
+    let resolved: Vec<(usize, Secret)> = if found.is_empty() {
+        tracing::debug!("no placeholders; exec without contacting Key Vault");
+        Vec::new()
+    } else {
+        // Nobody (not even the same uid) may ptrace us or read our memory from now on.
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::warn!(error = %e, "could not mark the process non-dumpable");
+        }
+        match resolve(&settings, &env, found) {
+            Ok(r) => r,
+            Err(code) => return code,
+        }
+    };
+
+    let path = envp::path_of(&env, &resolved).map(|p| p.to_owned());
+    let envp = match envp::build_envp(&env, &resolved) {
+        Ok(e) => e,
+        Err((i, _)) => {
+            eprintln!(
+                "akv-env: {}: the resolved value contains a NUL byte, which an environment variable cannot hold",
+                env[i].0.to_string_lossy()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    drop(resolved);
+    let failure = exec::exec(&program_name, path.as_deref(), &argv, envp.as_slice());
+    drop(envp);
+    eprintln!("akv-env: {}", failure.message);
+    ExitCode::from(failure.status as u8)
+}
+
+/// Fetches every placeholder; on any failure prints one line per failing variable.
+fn resolve(
+    settings: &Settings,
+    env: &[(OsString, OsString)],
+    found: Vec<envp::Found>,
+) -> Result<Vec<(usize, Secret)>, ExitCode> {
+    let fail = |msg: String| {
+        eprintln!("akv-env: {msg}");
+        ExitCode::FAILURE
+    };
+    let forced = match settings.auth.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<AuthMode>().map_err(|e| fail(e.to_string()))?),
+        None => None,
+    };
+    let default_vault = match settings.default_vault.as_deref().filter(|s| !s.is_empty()) {
+        Some(v) => Some(Vault::parse(v).map_err(|e| fail(format!("AKV_ENV_DEFAULT_VAULT: {e}")))?),
+        None => None,
+    };
+    let auth = AuthConfig {
+        forced,
+        tenant_id: var(env, "AZURE_TENANT_ID"),
+        client_id: var(env, "AZURE_CLIENT_ID"),
+        federated_token_file: var(env, "AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
+        client_secret: var(env, "AZURE_CLIENT_SECRET").map(Zeroizing::new),
+        authority_host: var(env, "AZURE_AUTHORITY_HOST"),
+    };
+    let transport = TransportConfig {
+        ca_file: settings
+            .ca_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty()),
+        resolve: akv_keyvault::parse_resolve(settings.resolve.as_deref().unwrap_or(""))
+            .map_err(|e| fail(e.to_string()))?,
+        ..Default::default()
+    };
+
+    // Malformed placeholders fail like unresolvable ones, but we still report all of them.
+    let mut lines = Vec::new();
+    let mut wanted = Vec::new();
+    for f in found {
+        match f.reference {
+            Ok(r) => wanted.push((f.index, f.name, r)),
+            Err(e) => lines.push(format!("{}: {e}", f.name.to_string_lossy())),
+        }
+    }
+    let mut resolved = Vec::with_capacity(wanted.len());
+    if !wanted.is_empty() {
+        let resolver = Resolver::new(&auth, &transport, FetchOptions::default())
+            .map_err(|e| fail(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+        let refs: Vec<_> = wanted.iter().map(|(_, _, r)| r.clone()).collect();
+        let results = runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + settings.timeout;
+            resolver
+                .resolve_all(&refs, default_vault.as_ref(), deadline)
+                .await
+        });
+        drop(resolver);
+        drop(runtime);
+        for ((index, name, _), result) in wanted.into_iter().zip(results) {
+            match result {
+                Ok(secret) => resolved.push((index, secret)),
+                Err(e) => lines.push(format!("{}: {e}", name.to_string_lossy())),
+            }
+        }
+    }
+    if lines.is_empty() {
+        Ok(resolved)
+    } else {
+        for line in &lines {
+            eprintln!("akv-env: {line}");
+        }
+        Err(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn parses_durations() {
+        let ok = [
+            ("60s", 60_000),
+            ("90", 90_000),
+            ("1500ms", 1500),
+            ("2m", 120_000),
+            (" 0.5s ", 500),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        let bad = [
+            ("", "not a duration"),
+            ("abc", "not a duration"),
+            ("5h", "unknown unit \"h\""),
+            ("0", "more than 0"),
+            ("-1s", "not a duration"),
+        ];
+        for (text, want) in bad {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent_and_help_names_every_setting() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for var in [
+            "AKV_ENV_DEFAULT_VAULT",
+            "AKV_ENV_AUTH",
+            "AKV_ENV_TIMEOUT",
+            "AKV_ENV_CA_FILE",
+            "AKV_ENV_RESOLVE",
+            "AKV_ENV_LOG",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_CLIENT_SECRET",
+            "install",
+        ] {
+            assert!(help.contains(var), "--help does not mention {var}");
+        }
+    }
+}

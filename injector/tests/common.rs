@@ -1,0 +1,165 @@
+//! Shared harness: a fake Key Vault on loopback and the real `akv-env` binary with a cleared,
+//! explicit environment pointing at it through `AKV_ENV_RESOLVE` and `AKV_ENV_CA_FILE`.
+#![allow(dead_code)]
+
+use fake_keyvault::{FakeKeyVault, Options, Seed};
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
+};
+use tokio::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_akv-env");
+
+pub const SEED: &str = r#"
+identities:
+  - { client_id: app-a, client_secret: s3cret-a }
+  - { client_id: app-b, federated_token: federated-token-of-app-b }
+  - { client_id: app-c, managed: true }
+  - { client_id: system, managed: true }
+vaults:
+  myvault:
+    access:
+      app-a: ["*"]
+      app-b: ["db-password"]
+      app-c: ["*"]
+      system: ["*"]
+    secrets:
+      db-password: { value: "hunter2" }
+      api-config:
+        versions:
+          - { value: '{"user":"u","pass":"p"}', version: 0123456789abcdef0123456789abcdef, content_type: application/json }
+          - { value: '{"user":"u2","pass":"p2","port":5432}' }
+      b64: { value: "aGVsbG8gd29ybGQ=" }
+      disabled: { value: "x", enabled: false }
+    certificates:
+      web-pem: { subject: "CN=web.example.com", content_type: application/x-pem-file }
+      web-pfx: { subject: "CN=pfx.example.com", content_type: application/x-pkcs12 }
+    keys:
+      signing-ec: { kty: EC }
+  othervault:
+    secrets:
+      other: { value: "from-the-other-vault" }
+"#;
+
+/// Which identity the injector runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ident {
+    ClientSecretA,
+    WorkloadB,
+    ManagedC,
+    ManagedSystem,
+    None,
+}
+
+pub struct Harness {
+    pub kv: FakeKeyVault,
+    pub dir: tempfile::TempDir,
+    pub ca_file: PathBuf,
+    pub token_file: PathBuf,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Options {
+            seed: Seed::from_yaml(SEED).expect("seed parses"),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(opts: Options) -> Harness {
+        let kv = FakeKeyVault::start(opts)
+            .await
+            .expect("fake Key Vault starts");
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, kv.ca_pem()).unwrap();
+        let token_file = dir.path().join("federated-token");
+        std::fs::write(&token_file, "federated-token-of-app-b").unwrap();
+        Harness {
+            kv,
+            dir,
+            ca_file,
+            token_file,
+        }
+    }
+
+    /// `AKV_ENV_RESOLVE` mapping both vaults and the authority to the fake.
+    pub fn resolve_map(&self) -> String {
+        let a = self.kv.https_addr();
+        format!(
+            "myvault.vault.azure.net={a},othervault.vault.azure.net={a},login.microsoftonline.com={a}"
+        )
+    }
+
+    /// `akv-env -- PROGRAM ARGS...` with only the given identity's variables set.
+    pub fn cmd<I, S>(&self, ident: Ident, program: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .current_dir(self.dir.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("AKV_ENV_CA_FILE", &self.ca_file)
+            .env("AKV_ENV_RESOLVE", self.resolve_map())
+            .env("AKV_ENV_DEFAULT_VAULT", "myvault")
+            .env("AKV_ENV_TIMEOUT", "20s")
+            .env("AZURE_AUTHORITY_HOST", self.kv.authority_host())
+            .kill_on_drop(true);
+        let tenant = self.kv.tenant().to_owned();
+        match ident {
+            Ident::ClientSecretA => {
+                c.env("AZURE_TENANT_ID", &tenant)
+                    .env("AZURE_CLIENT_ID", "app-a")
+                    .env("AZURE_CLIENT_SECRET", "s3cret-a");
+            }
+            Ident::WorkloadB => {
+                c.env("AZURE_TENANT_ID", &tenant)
+                    .env("AZURE_CLIENT_ID", "app-b")
+                    .env("AZURE_FEDERATED_TOKEN_FILE", &self.token_file);
+            }
+            Ident::ManagedC | Ident::ManagedSystem => {
+                c.env(
+                    "IDENTITY_ENDPOINT",
+                    format!("http://{}/msi/token", self.kv.http_addr()),
+                )
+                .env("IDENTITY_HEADER", self.kv.identity_header());
+                if ident == Ident::ManagedC {
+                    c.env("AZURE_CLIENT_ID", "app-c");
+                }
+            }
+            Ident::None => {}
+        }
+        c.arg("--");
+        c.args(program);
+        c
+    }
+}
+
+pub async fn run(mut c: Command) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = c.output().await.expect("akv-env runs");
+    (out, start.elapsed())
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `sh -c 'printf "%s" "$VAR"'`: the program prints one variable exactly.
+pub fn print_var(var: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), format!("printf '%s' \"${var}\"")]
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
