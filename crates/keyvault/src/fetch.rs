@@ -48,7 +48,7 @@ pub struct FetchOptions {
 impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
-            concurrency: 16,
+            concurrency: 32,
             attempt_timeout: Duration::from_secs(20),
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(8),
@@ -221,8 +221,15 @@ impl Resolver {
             }
         }
 
-        let fetched: HashMap<ObjectKey, Result<Fetched, (FailureKind, String)>> =
-            futures::stream::iter(distinct.into_keys())
+        // One object per vault client goes first: it meets Key Vault's 401 challenge and gets
+        // the token, which the client then reuses. Otherwise every request of the first wave
+        // would pay the challenge round trip on its own.
+        let mut seen = std::collections::HashSet::new();
+        let (first_wave, second_wave): (Vec<ObjectKey>, Vec<ObjectKey>) = distinct
+            .into_keys()
+            .partition(|k| seen.insert((k.vault_url.clone(), k.keys_endpoint)));
+        let wave = |keys: Vec<ObjectKey>| {
+            futures::stream::iter(keys)
                 .map(|key| {
                     let secrets = secret_clients.get(&key.vault_url).cloned();
                     let keys = key_clients.get(&key.vault_url).cloned();
@@ -236,8 +243,11 @@ impl Resolver {
                     }
                 })
                 .buffer_unordered(self.options.concurrency.max(1))
-                .collect()
-                .await;
+                .collect::<Vec<_>>()
+        };
+        let mut fetched: HashMap<ObjectKey, Result<Fetched, (FailureKind, String)>> =
+            wave(first_wave).await.into_iter().collect();
+        fetched.extend(wave(second_wave).await);
 
         refs.iter()
             .zip(keys)

@@ -1,0 +1,236 @@
+//! One admission review in, one answer out: a thin edge around `akv-mutation`.
+//!
+//! The typed review (kube's admission types) says what is asked; the pod itself is taken from
+//! the raw JSON the API server sent, so the patch is computed against exactly that.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use akv_mutation::{Entrypoints, Mutation, Skip, needs_namespace_vault, plan};
+use base64::Engine;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::lookup::{EntrypointSource, LookupRequest};
+use crate::metrics::{Metrics, Outcome};
+use crate::namespaces::NamespaceSource;
+
+/// Everything a review needs; shared by all requests.
+pub struct Admitter {
+    pub config: akv_mutation::Config,
+    pub entrypoints: Arc<dyn EntrypointSource>,
+    pub namespaces: Arc<dyn NamespaceSource>,
+    pub metrics: Arc<Metrics>,
+    /// Bound on the whole decision (namespace read, image lookups), well inside the API
+    /// server's webhook timeout, so a hanging registry yields a clear refusal, not a timeout.
+    pub timeout: Duration,
+}
+
+/// The HTTP answer: a review to send with 200, or a body that is not a review at all.
+#[derive(Debug)]
+pub enum Reply {
+    Review(Value),
+    BadRequest(String),
+}
+
+/// What the pure part decided, before it becomes a response.
+enum Decision {
+    Patch(Mutation),
+    Skip(Skip, Vec<String>),
+    Deny(String),
+}
+
+impl Admitter {
+    pub async fn review(&self, body: &[u8]) -> Reply {
+        let started = Instant::now();
+        let (reply, outcome, wrapped) = self.answer(body).await;
+        self.metrics.admission(outcome, started.elapsed(), wrapped);
+        reply
+    }
+
+    async fn answer(&self, body: &[u8]) -> (Reply, Outcome, usize) {
+        let mut value: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.error("bad_request");
+                return (
+                    Reply::BadRequest(format!("the request body is not JSON: {e}")),
+                    Outcome::Invalid,
+                    0,
+                );
+            }
+        };
+        // The objects are taken out before the typed read so they are not copied into it: the
+        // decision uses the raw JSON, exactly as sent.
+        let object = value
+            .get_mut("request")
+            .and_then(Value::as_object_mut)
+            .map(|request| {
+                request.remove("oldObject");
+                request.remove("object")
+            });
+        let pod = object.flatten();
+        let review = match AdmissionReview::<DynamicObject>::deserialize(&value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.error("bad_request");
+                return (
+                    Reply::BadRequest(format!("the request body is not an AdmissionReview: {e}")),
+                    Outcome::Invalid,
+                    0,
+                );
+            }
+        };
+        let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+            Ok(r) => r,
+            Err(_) => {
+                self.metrics.error("bad_request");
+                let response = AdmissionResponse::invalid("the AdmissionReview has no request");
+                return (Reply::Review(encode(response)), Outcome::Invalid, 0);
+            }
+        };
+        let response = AdmissionResponse::from(&request);
+        let is_pod_create = request.kind.group.is_empty()
+            && request.kind.kind == "Pod"
+            && request.operation == Operation::Create
+            && request
+                .sub_resource
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty();
+        let (true, Some(pod)) = (is_pod_create, pod.as_ref()) else {
+            return (Reply::Review(encode(response)), Outcome::Ignored, 0);
+        };
+        let namespace = request
+            .namespace
+            .clone()
+            .or_else(|| {
+                pod.pointer("/metadata/namespace")?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let name = pod
+            .pointer("/metadata/name")
+            .or_else(|| pod.pointer("/metadata/generateName"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let uid = request.uid.as_str();
+
+        let decision = match tokio::time::timeout(self.timeout, self.decide(pod, &namespace)).await
+        {
+            Ok(decision) => decision,
+            Err(_) => {
+                self.metrics.error("timeout");
+                Decision::Deny(format!(
+                    "akv-env: the mutation did not finish within {:?} (an image registry or the \
+                     API server is slow); set `command` on containers with placeholders to avoid \
+                     image lookups",
+                    self.timeout
+                ))
+            }
+        };
+        match decision {
+            Decision::Patch(mutation) => {
+                let wrapped: Vec<String> =
+                    mutation.wrapped.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    uid,
+                    namespace,
+                    pod = name,
+                    ?wrapped,
+                    dry_run = request.dry_run,
+                    "pod mutated"
+                );
+                let count = wrapped.len();
+                let mut response = match response.with_patch(mutation.patch) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.metrics.error("internal");
+                        let denied = AdmissionResponse::from(&request)
+                            .deny(format!("akv-env: cannot encode the patch: {e}"));
+                        return (Reply::Review(encode(denied)), Outcome::Denied, 0);
+                    }
+                };
+                if !mutation.warnings.is_empty() {
+                    response.warnings = Some(mutation.warnings);
+                }
+                (Reply::Review(encode(response)), Outcome::Mutated, count)
+            }
+            Decision::Skip(skip, warnings) => {
+                tracing::debug!(uid, namespace, pod = name, ?skip, "pod left alone");
+                let mut response = response;
+                if !warnings.is_empty() {
+                    response.warnings = Some(warnings);
+                }
+                (Reply::Review(encode(response)), Outcome::Skipped, 0)
+            }
+            Decision::Deny(reason) => {
+                tracing::info!(uid, namespace, pod = name, %reason, "pod refused");
+                (
+                    Reply::Review(encode(response.deny(reason))),
+                    Outcome::Denied,
+                    0,
+                )
+            }
+        }
+    }
+
+    async fn decide(&self, pod: &Value, namespace: &str) -> Decision {
+        let namespace_vault = if needs_namespace_vault(pod) {
+            match self.namespaces.vault_annotation(namespace).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.metrics.error("namespace");
+                    return Decision::Deny(format!(
+                        "akv-env: {e}, so the default vault is unknown; retry, or annotate the pod \
+                         with akv-env.io/vault"
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let plan = match plan(pod, namespace_vault.as_deref(), &self.config) {
+            Ok(p) => p,
+            Err(denial) => return Decision::Deny(denial.to_string()),
+        };
+        let lookups = plan.images_to_look_up();
+        let entrypoints = if lookups.is_empty() {
+            Entrypoints::new()
+        } else {
+            let request = LookupRequest {
+                namespace,
+                images: &lookups,
+                arch: plan.arch(),
+                pull_secrets: plan.image_pull_secrets(),
+                service_account: plan.service_account(),
+            };
+            self.entrypoints.entrypoints(request).await
+        };
+        match plan.patch(&entrypoints) {
+            Ok(mutation) => match plan.skipped() {
+                Some(skip) => Decision::Skip(skip, mutation.warnings),
+                None => Decision::Patch(mutation),
+            },
+            Err(denial) => Decision::Deny(denial.to_string()),
+        }
+    }
+}
+
+/// The review as the API server expects it on the wire.
+///
+/// kube-core serialises `patch` as an array of numbers (kube-rs/kube#1781); the API server
+/// wants the bytes as a base64 string, so the patch is taken out and put back encoded.
+pub fn encode(mut response: AdmissionResponse) -> Value {
+    let patch = response.patch.take();
+    let mut review =
+        serde_json::to_value(response.into_review()).expect("an AdmissionReview serialises");
+    if let Some(bytes) = patch {
+        review["response"]["patch"] =
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    review
+}

@@ -1,0 +1,337 @@
+//! Command-line flags, each with an `AKV_ENV_WEBHOOK_*` env fallback; validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use akv_placeholder::Vault;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::acr::{AcrIdentity, AcrSettings};
+use crate::duration::parse_duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "akv-env-webhook",
+    version,
+    about = "Kubernetes mutating admission webhook that gives pods Azure Key Vault secrets as env vars"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "AKV_ENV_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve admission reviews over HTTPS (`/mutate`), health and metrics over HTTP.
+    Serve(Box<ServeArgs>),
+    /// Print manifests as they would be admitted (Pods and the pod templates of workloads).
+    Inject(InjectArgs),
+    /// Benchmark floor: a bare rustls+axum server answering every review "allowed".
+    #[command(hide = true)]
+    Floor(FloorArgs),
+}
+
+/// What the mutation adds to pods.
+#[derive(Debug, Args)]
+pub struct MutationArgs {
+    /// Image holding the static `akv-env` binary at /akv-env (run by the added init container).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_IMAGE")]
+    pub injector_image: String,
+
+    /// Vault (name or https URL) for placeholders without `?vault=` when neither the pod nor
+    /// its namespace has an `akv-env.io/vault` annotation.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_DEFAULT_VAULT", value_parser = parse_vault)]
+    pub default_vault: Option<Vault>,
+}
+
+impl MutationArgs {
+    pub fn config(&self) -> akv_mutation::Config {
+        let mut config = akv_mutation::Config::new(self.injector_image.clone());
+        config.default_vault = self.default_vault.clone();
+        config
+    }
+}
+
+/// Reading ENTRYPOINT/CMD from registries for containers without `command`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Deadline for one image lookup (token exchange, manifests, config).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_TIMEOUT", default_value = "4s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
+
+    /// How long an entrypoint read by tag is reused (by digest: for good).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_CACHE_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// Most entrypoints kept in the cache.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_CACHE_CAPACITY", default_value_t = 1000)]
+    pub cache_capacity: usize,
+
+    /// Registry (`host[:port]`) spoken to over plain HTTP; repeatable (env: comma-separated).
+    #[arg(
+        long,
+        env = "AKV_ENV_WEBHOOK_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> akv_registry::RegistryOptions {
+        akv_registry::RegistryOptions {
+            timeout: self.registry_timeout,
+            cache_ttl: self.cache_ttl,
+            cache_capacity: self.cache_capacity,
+            insecure_registries: self.insecure_registry.clone(),
+            acr: None,
+        }
+    }
+}
+
+/// Azure Container Registry through the webhook's own Microsoft Entra identity.
+#[derive(Debug, Args)]
+pub struct AcrArgs {
+    /// Identity for ACR image lookups (`*.azurecr.io`); `auto`: workload identity when
+    /// AZURE_FEDERATED_TOKEN_FILE is set, else none (pull secrets and anonymous access only).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_ACR_IDENTITY", value_enum, default_value_t = AcrIdentity::Auto)]
+    pub acr_identity: AcrIdentity,
+
+    /// Entra scope of the token exchanged at ACR.
+    #[arg(
+        long,
+        env = "AKV_ENV_WEBHOOK_ACR_SCOPE",
+        default_value = "https://containerregistry.azure.net/.default"
+    )]
+    pub acr_scope: String,
+
+    /// Extra registry host that speaks ACR's token exchange (e.g. a custom domain); repeatable.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_ACR_HOSTS", value_delimiter = ',')]
+    pub acr_host: Vec<String>,
+
+    /// Extra CA (PEM) trusted for Entra ID and ACR, e.g. for private endpoints.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_ACR_CA_FILE")]
+    pub acr_ca_file: Option<PathBuf>,
+
+    /// Client id of the webhook's identity (set by azure-workload-identity).
+    #[arg(long, env = "AZURE_CLIENT_ID")]
+    pub azure_client_id: Option<String>,
+
+    #[arg(long, env = "AZURE_TENANT_ID")]
+    pub azure_tenant_id: Option<String>,
+
+    #[arg(long, env = "AZURE_FEDERATED_TOKEN_FILE")]
+    pub azure_federated_token_file: Option<PathBuf>,
+
+    #[arg(long, env = "AZURE_AUTHORITY_HOST")]
+    pub azure_authority_host: Option<String>,
+}
+
+impl AcrArgs {
+    pub fn settings(&self) -> AcrSettings {
+        AcrSettings {
+            identity: self.acr_identity,
+            client_id: self.azure_client_id.clone(),
+            tenant_id: self.azure_tenant_id.clone(),
+            federated_token_file: self.azure_federated_token_file.clone(),
+            authority_host: self.azure_authority_host.clone(),
+            scope: self.acr_scope.clone(),
+            extra_hosts: self.acr_host.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for `/mutate`.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// Plain HTTP address for `/healthz`, `/readyz` and `/metrics`.
+    #[arg(
+        long,
+        env = "AKV_ENV_WEBHOOK_HEALTH_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub health_listen: SocketAddr,
+
+    /// PEM certificate chain; re-read when it changes (e.g. cert-manager rotation).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_TLS_CERT")]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_TLS_KEY")]
+    pub tls_key: PathBuf,
+
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+
+    /// Read ENTRYPOINT/CMD from registries for containers without `command`. When false, such
+    /// containers with placeholders are refused with a message asking for `command`.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_IMAGE_LOOKUP", default_value_t = true, action = ArgAction::Set)]
+    pub image_lookup: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub acr: AcrArgs,
+
+    /// Bound on answering one review; keep it below the webhook's `timeoutSeconds` (10s by
+    /// default) and above --registry-timeout.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_ADMISSION_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
+    pub admission_timeout: Duration,
+
+    /// How long a namespace's `akv-env.io/vault` annotation is reused.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub namespace_cache_ttl: Duration,
+
+    /// Largest accepted review body in bytes (larger: 413).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_BODY_LIMIT", default_value_t = 3 * 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_CERT_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub cert_reload_interval: Duration,
+
+    /// How long shutdown (SIGTERM) waits for in-flight reviews.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    /// Checks that flags agree with each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.image_lookup && self.registry.registry_timeout >= self.admission_timeout {
+            return Err(format!(
+                "--registry-timeout ({:?}) must be shorter than --admission-timeout ({:?}) so a \
+                 slow registry yields a clear refusal",
+                self.registry.registry_timeout, self.admission_timeout
+            ));
+        }
+        if self.body_limit < 1024 {
+            return Err(format!(
+                "--body-limit {} is too small for any review",
+                self.body_limit
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Containers with placeholders but no `command` need their image's ENTRYPOINT/CMD. Offline, \
+this is an error naming the container (exit status 1, nothing printed) unless --image-lookup \
+is given, because guessing would print a manifest that does not match what admission does. \
+Set `command` on such containers, or pass --image-lookup (anonymous registry access only).
+
+Manifests printed here carry `akv-env.io/status: injected` on their pod templates, so the \
+webhook leaves their pods alone at admission. Documents other than Pods, Deployments, \
+StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs and Lists of \
+them are printed unchanged, byte for byte.")]
+pub struct InjectArgs {
+    /// Manifest file, or `-` for standard input. Multi-document YAML (or JSON).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+
+    /// The namespace's `akv-env.io/vault` annotation, which cannot be read offline.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_VAULT")]
+    pub namespace_vault: Option<String>,
+
+    /// Read ENTRYPOINT/CMD from registries (anonymously) for containers without `command`.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_IMAGE_LOOKUP", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub image_lookup: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    #[arg(long)]
+    pub tls_key: PathBuf,
+}
+
+fn parse_vault(text: &str) -> Result<Vault, String> {
+    Vault::parse(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_parse_and_validate() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "akv-env-webhook",
+                "serve",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--injector-image",
+                "img",
+            ];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        let Command::Serve(args) = parse(&[
+            "--image-lookup",
+            "false",
+            "--insecure-registry",
+            "a:5000",
+            "--insecure-registry",
+            "b",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not serve")
+        };
+        assert!(!args.image_lookup);
+        assert_eq!(args.registry.insecure_registry, ["a:5000", "b"]);
+        assert_eq!(args.listen.port(), 8443);
+        args.validate().unwrap();
+
+        let Command::Serve(args) = parse(&["--registry-timeout", "9s"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert!(args.validate().unwrap_err().contains("--registry-timeout"));
+
+        let err = parse(&["--default-vault", "1bad"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--default-vault") && err.contains("start with a letter"),
+            "{err}"
+        );
+        let err = parse(&["--cache-ttl", "5x"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--cache-ttl") && err.contains("unknown unit"),
+            "{err}"
+        );
+    }
+}

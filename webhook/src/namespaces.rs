@@ -1,0 +1,85 @@
+//! The namespace's `akv-env.io/vault` annotation, read through the API and cached briefly.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use akv_mutation::ANNOTATION_VAULT;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+
+/// The annotation's value (`None`: not set), or why it could not be read.
+pub type VaultFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>>;
+
+/// Where namespace annotations come from: the API server, or nowhere (no cluster).
+pub trait NamespaceSource: Send + Sync {
+    fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a>;
+}
+
+/// No cluster to ask (tests, or a webhook run without a kube config): no namespace defaults.
+pub struct NoNamespaces;
+
+impl NamespaceSource for NoNamespaces {
+    fn vault_annotation<'a>(&'a self, _namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Fixed answers, for tests and for offline use.
+pub struct FixedNamespaces(pub HashMap<String, String>);
+
+impl NamespaceSource for FixedNamespaces {
+    fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a> {
+        let answer = self.0.get(namespace).cloned();
+        Box::pin(async move { Ok(answer) })
+    }
+}
+
+/// Reads `Namespace` objects with kube, keeping each answer for `ttl` so a burst of pods in
+/// one namespace costs one API call.
+pub struct KubeNamespaces {
+    api: Api<Namespace>,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (Instant, Option<String>)>>,
+}
+
+impl KubeNamespaces {
+    pub fn new(client: kube::Client, ttl: Duration) -> Self {
+        KubeNamespaces {
+            api: Api::all(client),
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl NamespaceSource for KubeNamespaces {
+    fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async move {
+            let now = Instant::now();
+            if let Some((at, value)) = self.cache.lock().expect("cache lock").get(namespace)
+                && now.duration_since(*at) < self.ttl
+            {
+                return Ok(value.clone());
+            }
+            let ns = self
+                .api
+                .get(namespace)
+                .await
+                .map_err(|e| format!("cannot read namespace {namespace}: {e}"))?;
+            let value = ns
+                .metadata
+                .annotations
+                .and_then(|mut a| a.remove(ANNOTATION_VAULT));
+            let mut cache = self.cache.lock().expect("cache lock");
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(namespace.to_owned(), (now, value.clone()));
+            Ok(value)
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! The webhook's reads from the Kubernetes API, against a stand-in API server (axum, the real
+//! REST paths and object shapes) and a real basic-auth `docker-registry`: the namespace's vault
+//! annotation (cached) and the service account's `imagePullSecrets`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use akv_env_webhook::lookup::Registries;
+use akv_env_webhook::namespaces::KubeNamespaces;
+use akv_registry::{ImageResolver, RegistryOptions};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use common::{Connection, Options, Protocol, fixture, read_answer, start};
+use registry_harness::{ImageSpec, TestRegistry};
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+struct Api {
+    registry: String,
+    namespace_reads: Arc<AtomicUsize>,
+}
+
+fn not_found(what: &str) -> Response {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{what} not found"), "reason": "NotFound", "code": 404});
+    (StatusCode::NOT_FOUND, axum::Json(status)).into_response()
+}
+
+async fn namespace(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    api.namespace_reads.fetch_add(1, Ordering::SeqCst);
+    axum::Json(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "annotations": {"akv-env.io/vault": "ns-default-kv"}}}))
+    .into_response()
+}
+
+async fn service_account(Path((ns, name)): Path<(String, String)>) -> Response {
+    if name != "builder" {
+        return not_found("serviceaccount");
+    }
+    axum::Json(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": ns},
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "missing"}]}))
+    .into_response()
+}
+
+async fn secret(State(api): State<Api>, Path((ns, name)): Path<(String, String)>) -> Response {
+    if name != "regcred" {
+        return not_found("secret");
+    }
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = json!({"auths": {api.registry.clone(): {"auth": b64("puller:correct horse")}}});
+    axum::Json(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "namespace": ns},
+        "data": {".dockerconfigjson": b64(&config.to_string())}}),
+    )
+    .into_response()
+}
+
+async fn start_api(api: Api) -> kube::Client {
+    let app = Router::new()
+        .route("/api/v1/namespaces/{name}", get(namespace))
+        .route(
+            "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
+            get(service_account),
+        )
+        .route("/api/v1/namespaces/{ns}/secrets/{name}", get(secret))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
+
+fn review(image: &str, service_account: &str) -> Value {
+    let mut review = fixture("pod-no-command.json");
+    let pod = &mut review["request"]["object"];
+    pod["spec"]["containers"][0]["image"] = json!(image);
+    pod["spec"]["containers"][0]["env"][0]["value"] = json!("db-password@azurekeyvault");
+    pod["spec"]["serviceAccountName"] = json!(service_account);
+    review
+}
+
+#[tokio::test]
+async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
+    let registry = TestRegistry::start_with_basic_auth("puller", "correct horse").unwrap();
+    registry
+        .push(
+            &ImageSpec::linux("amd64").entrypoint(&["/private/app"]),
+            "private/app:1",
+        )
+        .unwrap();
+    let namespace_reads = Arc::new(AtomicUsize::new(0));
+    let client = start_api(Api {
+        registry: registry.host(),
+        namespace_reads: namespace_reads.clone(),
+    })
+    .await;
+    let resolver = ImageResolver::new(RegistryOptions {
+        insecure_registries: vec![registry.host()],
+        ..RegistryOptions::default()
+    });
+    let running = start(Options {
+        entrypoints: Arc::new(Registries::new(resolver, Some(client.clone()))),
+        namespaces: Arc::new(KubeNamespaces::new(client, Duration::from_secs(60))),
+        ..Options::default()
+    })
+    .await;
+    let mut conn = Connection::open(running.server.https_addr, &running.ca, Protocol::Http2).await;
+    let image = registry.image("private/app:1");
+
+    // The service account's pull secret opens the private image; the namespace names the vault.
+    for _ in 0..2 {
+        let review = review(&image, "builder");
+        let (_, body) = conn
+            .post("/mutate", serde_json::to_vec(&review).unwrap())
+            .await;
+        let answer = read_answer(&review, &body);
+        let pod = answer
+            .patched
+            .unwrap_or_else(|| panic!("{}\n{}", answer.response, registry.log()));
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(container["args"], json!(["--", "/private/app"]));
+        let env = container["env"].as_array().unwrap();
+        let default = env
+            .iter()
+            .find(|e| e["name"] == "AKV_ENV_DEFAULT_VAULT")
+            .unwrap();
+        assert_eq!(default["value"], "ns-default-kv");
+    }
+    assert_eq!(
+        namespace_reads.load(Ordering::SeqCst),
+        1,
+        "the namespace is cached"
+    );
+
+    // A service account without pull secrets: the registry refuses, and the pod is refused.
+    let review = review(&image, "default");
+    let (_, body) = conn
+        .post("/mutate", serde_json::to_vec(&review).unwrap())
+        .await;
+    let answer = read_answer(&review, &body);
+    assert_eq!(answer.response["allowed"], false);
+    let message = answer.response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("refused access") && message.contains("set `command`"),
+        "{message}"
+    );
+}
