@@ -18,7 +18,6 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # The injector ships size-optimised (release); the webhook speed-optimised (release-webhook).
 INJECTOR_BIN="$TARGET_DIR/$TARGET/release/akv-env"
 WEBHOOK_BIN="$TARGET_DIR/$TARGET/release-webhook/akv-env-webhook"
-CA_BUNDLE="${AKV_ENV_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { printf '[build-images] error: %s\n' "$*" >&2; exit 1; }
@@ -89,9 +88,8 @@ assemble() {
   printf '%s oci:%s:%s %s\n' "$name" "$layout" "$TAG" "$(du -sh "$layout/blobs" | cut -f1)"
 }
 
-[[ -f "$CA_BUNDLE" ]] || die "CA bundle $CA_BUNDLE not found (apt-get install ca-certificates)"
 assemble injector "$INJECTOR_BIN" /akv-env
-assemble webhook "$WEBHOOK_BIN" /akv-env-webhook "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt"
+assemble webhook "$WEBHOOK_BIN" /akv-env-webhook
 
 if [[ -n "$push" ]]; then
   for pair in injector:akv-env webhook:akv-env-webhook; do

@@ -39,7 +39,7 @@ AZURE_CLIENT_ID picks a user-assigned one).";
 const AFTER_HELP: &str = "\
 Examples:
   akv-env -- /app/server --port 8080     run a program with its placeholders resolved
-  akv-env install /akv-env/bin           copy this binary into a shared volume (init container)
+  akv-env install /install               copy this binary into a shared volume (init container)
 
 Values never appear in logs, errors, argv or files.";
 

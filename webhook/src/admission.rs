@@ -83,6 +83,25 @@ impl Admitter {
                 );
             }
         };
+        // kube echoes the request's kind and apiVersion into the answer, so a body claiming to be
+        // something else would get an answer the API server cannot read (found by fuzzing).
+        if review.types.kind != "AdmissionReview"
+            || !matches!(
+                review.types.api_version.as_str(),
+                "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+            )
+        {
+            self.metrics.error("bad_request");
+            return (
+                Reply::BadRequest(format!(
+                    "the request body is not an AdmissionReview: kind {:?}, apiVersion {:?} \
+                     (want kind \"AdmissionReview\", apiVersion \"admission.k8s.io/v1\")",
+                    review.types.kind, review.types.api_version
+                )),
+                Outcome::Invalid,
+                0,
+            );
+        }
         let request: AdmissionRequest<DynamicObject> = match review.try_into() {
             Ok(r) => r,
             Err(_) => {

@@ -85,17 +85,34 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub insecure_registry: Vec<String>,
+
+    /// PEM file of a CA trusted for registries besides the built-in webpki roots (the system
+    /// CA store is not used); repeatable (env: comma-separated).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_CA_FILE", value_delimiter = ',')]
+    pub registry_ca_file: Vec<PathBuf>,
 }
 
 impl RegistryArgs {
-    pub fn options(&self) -> akv_registry::RegistryOptions {
-        akv_registry::RegistryOptions {
+    /// The resolver's settings; reads the CA files, so a bad one stops start-up with a
+    /// message naming it.
+    pub fn options(&self) -> Result<akv_registry::RegistryOptions, String> {
+        let mut extra_roots = Vec::new();
+        for path in &self.registry_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                format!("--registry-ca-file {}: cannot read it: {e}", path.display())
+            })?;
+            let certs = akv_registry::pem_certificates(&pem)
+                .map_err(|e| format!("--registry-ca-file {}: {e}", path.display()))?;
+            extra_roots.extend(certs);
+        }
+        Ok(akv_registry::RegistryOptions {
             timeout: self.registry_timeout,
             cache_ttl: self.cache_ttl,
             cache_capacity: self.cache_capacity,
             insecure_registries: self.insecure_registry.clone(),
             acr: None,
-        }
+            extra_roots,
+        })
     }
 }
 
@@ -239,14 +256,38 @@ Set `command` on such containers, or pass --image-lookup (anonymous registry acc
 Manifests printed here carry `akv-env.io/status: injected` on their pod templates, so the \
 webhook leaves their pods alone at admission. Documents other than Pods, Deployments, \
 StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs and Lists of \
-them are printed unchanged, byte for byte.")]
+them are printed unchanged, byte for byte.
+
+--check (for CI of GitOps repositories) prints no manifests. It lists, one line per \
+container, every container or init container (native sidecars included) and ephemeral \
+container that would START with a raw `...@azurekeyvault` value because the webhook would \
+not wrap it: its namespace is not enabled, the pod opts out (`akv-env.io/inject: \"false\"`), \
+the pod already carries `akv-env.io/status`, or the container is ephemeral. A container \
+whose command is already the injector is fine. A namespace is enabled when a Namespace \
+document in the same input has the label azure-key-vault-env-injection=enabled (a document \
+without it means: not enabled); for namespaces without a document, --enabled-namespace lists \
+the enabled ones; with neither, a namespace is assumed enabled and a note says so. Objects \
+without metadata.namespace are in `default`. \
+Exit status: 0 and a one-line summary when all is well; 2 when a container is listed; 1 when \
+a document cannot be read or holds a malformed placeholder that admission would refuse.")]
 pub struct InjectArgs {
     /// Manifest file, or `-` for standard input. Multi-document YAML (or JSON).
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
 
-    #[command(flatten)]
-    pub mutation: MutationArgs,
+    /// Image holding the static `akv-env` binary at /akv-env (run by the added init
+    /// container). Not needed with --check.
+    #[arg(
+        long,
+        env = "AKV_ENV_WEBHOOK_INJECTOR_IMAGE",
+        required_unless_present = "check"
+    )]
+    pub injector_image: Option<String>,
+
+    /// Vault (name or https URL) for placeholders without `?vault=` when neither the pod nor
+    /// its namespace has an `akv-env.io/vault` annotation.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_DEFAULT_VAULT", value_parser = parse_vault)]
+    pub default_vault: Option<Vault>,
 
     /// The namespace's `akv-env.io/vault` annotation, which cannot be read offline.
     #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_VAULT")]
@@ -256,8 +297,42 @@ pub struct InjectArgs {
     #[arg(long, env = "AKV_ENV_WEBHOOK_IMAGE_LOOKUP", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub image_lookup: bool,
 
+    /// Print no manifests; list containers that would start with unwrapped placeholders
+    /// (exit status 2 if any). See below.
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check: a namespace labelled azure-key-vault-env-injection=enabled in the
+    /// cluster; repeatable (env: comma-separated). When given, other namespaces without a
+    /// Namespace document in the input count as not enabled.
+    #[arg(
+        long,
+        env = "AKV_ENV_WEBHOOK_ENABLED_NAMESPACES",
+        value_delimiter = ',',
+        requires = "check"
+    )]
+    pub enabled_namespace: Vec<String>,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+impl InjectArgs {
+    /// The mutation's settings (`--injector-image` is present unless `--check` is given).
+    pub fn config(&self) -> akv_mutation::Config {
+        let mut config = akv_mutation::Config::new(self.injector_image.clone().unwrap_or_default());
+        config.default_vault = self.default_vault.clone();
+        config
+    }
+
+    /// `--check`'s settings.
+    pub fn check_options(&self) -> crate::inject::CheckOptions {
+        crate::inject::CheckOptions {
+            injector_path: self.config().injector_path(),
+            enabled_namespaces: (!self.enabled_namespace.is_empty())
+                .then(|| self.enabled_namespace.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

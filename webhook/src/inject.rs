@@ -4,7 +4,10 @@
 //! byte for byte (comments and formatting kept); changed documents are re-serialised with
 //! their keys in the original order.
 
-use akv_mutation::{Config, Entrypoints, Skip, plan};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use akv_mutation::{ANNOTATION_INJECT, ANNOTATION_STATUS, Config, Entrypoints, Skip, plan};
 use serde_json::Value;
 
 use crate::lookup::{EntrypointSource, LookupRequest};
@@ -232,6 +235,297 @@ impl Context<'_> {
     }
 }
 
+/// The namespace label the webhook's `namespaceSelector` matches.
+pub const NAMESPACE_LABEL: &str = "azure-key-vault-env-injection";
+/// Its value that puts a namespace in scope.
+pub const NAMESPACE_LABEL_ENABLED: &str = "enabled";
+
+/// What `inject --check` knows about the cluster.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// `command[0]` of a wrapped container (`/akv-env/bin/akv-env`).
+    pub injector_path: String,
+    /// `--enabled-namespace`: the namespaces labelled in the cluster, when known.
+    pub enabled_namespaces: Option<Vec<String>>,
+}
+
+/// Why the webhook would not wrap a container that holds a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unwrapped {
+    /// A `Namespace` document in the input lacks the label.
+    NamespaceNotLabelled(String),
+    /// `--enabled-namespace` was given and does not list the namespace.
+    NamespaceNotListed(String),
+    /// `akv-env.io/inject: "false"`.
+    OptedOut,
+    /// `akv-env.io/status` is set, so admission leaves the pod alone.
+    MarkedInjected,
+    /// Ephemeral containers are never wrapped.
+    Ephemeral,
+}
+
+impl fmt::Display for Unwrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unwrapped::NamespaceNotLabelled(ns) => write!(
+                f,
+                "its Namespace document {ns:?} is not labelled \
+                 {NAMESPACE_LABEL}={NAMESPACE_LABEL_ENABLED}"
+            ),
+            Unwrapped::NamespaceNotListed(ns) => {
+                write!(f, "namespace {ns:?} is not in --enabled-namespace")
+            }
+            Unwrapped::OptedOut => write!(f, "the pod opts out ({ANNOTATION_INJECT}: \"false\")"),
+            Unwrapped::MarkedInjected => write!(
+                f,
+                "the pod carries {ANNOTATION_STATUS}, so admission leaves it as it is"
+            ),
+            Unwrapped::Ephemeral => write!(f, "ephemeral containers are never wrapped"),
+        }
+    }
+}
+
+/// One container that would start with raw placeholders in its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnwrappedContainer {
+    /// 1-based document number in the input.
+    pub document: usize,
+    /// `Deployment/web`.
+    pub workload: String,
+    pub namespace: String,
+    /// `container "app"`, `init container "migrate"`, `ephemeral container "debug"`.
+    pub container: String,
+    /// Names of the env vars holding placeholders.
+    pub env: Vec<String>,
+    pub reason: Unwrapped,
+}
+
+impl fmt::Display for UnwrappedContainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "document {} {} (namespace {}): {} would start with unwrapped placeholders in {}: {}",
+            self.document,
+            self.workload,
+            self.namespace,
+            self.container,
+            self.env.join(", "),
+            self.reason
+        )
+    }
+}
+
+/// What `inject --check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub unwrapped: Vec<UnwrappedContainer>,
+    /// Documents that could not be checked and pods the webhook would refuse, one line each.
+    pub problems: Vec<String>,
+    /// Pod templates read.
+    pub templates: usize,
+    /// Containers holding at least one placeholder.
+    pub with_placeholders: usize,
+    /// Namespaces with placeholders whose label is unknown offline (no `Namespace` document,
+    /// no `--enabled-namespace`): assumed enabled.
+    pub assumed_enabled: BTreeSet<String>,
+}
+
+/// Whether admission would reach a namespace's pods, as far as the input and flags tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Enabled,
+    Assumed,
+    NotLabelled,
+    NotListed,
+}
+
+/// A `Namespace` document in the input decides for its namespace (it is what will be
+/// applied); otherwise `--enabled-namespace`, when given; otherwise it cannot be known.
+fn scope(namespace: &str, documents: &HashMap<String, bool>, enabled: Option<&[String]>) -> Scope {
+    match (documents.get(namespace), enabled) {
+        (Some(true), _) => Scope::Enabled,
+        (Some(false), _) => Scope::NotLabelled,
+        (None, Some(list)) if list.iter().any(|n| n == namespace) => Scope::Enabled,
+        (None, Some(_)) => Scope::NotListed,
+        (None, None) => Scope::Assumed,
+    }
+}
+
+/// Finds every container that would start with an unwrapped placeholder (what the chart's
+/// placeholder guard refuses in a cluster), for CI pipelines of GitOps repositories.
+pub fn check(input: &str, options: &CheckOptions) -> CheckReport {
+    let mut report = CheckReport::default();
+    let mut objects = Vec::new();
+    for (index, doc) in split_documents(input).into_iter().enumerate() {
+        let (_, body) = strip_marker(doc);
+        match serde_yaml::from_str::<Option<Value>>(body) {
+            Ok(Some(value)) => objects.push((index + 1, value)),
+            Ok(None) => {}
+            Err(e) => report
+                .problems
+                .push(format!("document {}: not valid YAML: {e}", index + 1)),
+        }
+    }
+    let mut namespaces = HashMap::new();
+    for (_, value) in &objects {
+        for object in flatten_lists(value) {
+            if object.get("kind").and_then(Value::as_str) != Some("Namespace") {
+                continue;
+            }
+            if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
+                let labelled = object
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(NAMESPACE_LABEL))
+                    .and_then(Value::as_str)
+                    == Some(NAMESPACE_LABEL_ENABLED);
+                namespaces.insert(name.to_owned(), labelled);
+            }
+        }
+    }
+    for (number, value) in &objects {
+        for object in flatten_lists(value) {
+            check_object(*number, object, options, &namespaces, &mut report);
+        }
+    }
+    report
+}
+
+/// The object itself, or the items of a `List`.
+fn flatten_lists(value: &Value) -> Vec<&Value> {
+    if value.get("kind").and_then(Value::as_str) == Some("List") {
+        value
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(flatten_lists)
+            .collect()
+    } else {
+        vec![value]
+    }
+}
+
+fn check_object(
+    document: usize,
+    object: &Value,
+    options: &CheckOptions,
+    namespaces: &HashMap<String, bool>,
+    report: &mut CheckReport,
+) {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");
+    let Some(pointer) = template_pointer(kind) else {
+        return;
+    };
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let workload = format!("{kind}/{name}");
+    let Some(template) = object.pointer(pointer) else {
+        report.problems.push(format!(
+            "document {document} ({kind} {name}): it has no pod template at {pointer}"
+        ));
+        return;
+    };
+    report.templates += 1;
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let annotation = |key: &str| {
+        template
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    };
+    let pod_reason = match scope(namespace, namespaces, options.enabled_namespaces.as_deref()) {
+        Scope::NotLabelled => Some(Unwrapped::NamespaceNotLabelled(namespace.to_owned())),
+        Scope::NotListed => Some(Unwrapped::NamespaceNotListed(namespace.to_owned())),
+        Scope::Enabled | Scope::Assumed => {
+            if annotation(ANNOTATION_INJECT).is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+            {
+                Some(Unwrapped::OptedOut)
+            } else if annotation(ANNOTATION_STATUS).is_some() {
+                Some(Unwrapped::MarkedInjected)
+            } else {
+                None
+            }
+        }
+    };
+    let lists = [
+        ("containers", "container"),
+        ("initContainers", "init container"),
+        ("ephemeralContainers", "ephemeral container"),
+    ];
+    for (field, what) in lists {
+        let containers = template
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for container in containers {
+            let env: Vec<(&str, &str)> = container
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let value = e.get("value")?.as_str()?;
+                    akv_placeholder::is_placeholder(value)
+                        .then(|| (e.get("name").and_then(Value::as_str).unwrap_or("?"), value))
+                })
+                .collect();
+            if env.is_empty() {
+                continue;
+            }
+            report.with_placeholders += 1;
+            let container_name = container.get("name").and_then(Value::as_str).unwrap_or("?");
+            let sidecar = field == "initContainers"
+                && container.get("restartPolicy").and_then(Value::as_str) == Some("Always");
+            let label = format!(
+                "{what} {container_name:?}{}",
+                if sidecar { " (sidecar)" } else { "" }
+            );
+            let wrapped = container
+                .pointer("/command/0")
+                .and_then(Value::as_str)
+                .is_some_and(|c| c == options.injector_path);
+            let reason = if field == "ephemeralContainers" {
+                Some(Unwrapped::Ephemeral)
+            } else {
+                pod_reason.clone()
+            };
+            match reason {
+                Some(reason) if !wrapped => report.unwrapped.push(UnwrappedContainer {
+                    document,
+                    workload: workload.clone(),
+                    namespace: namespace.to_owned(),
+                    container: label,
+                    env: env.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                    reason,
+                }),
+                Some(_) => {}
+                None => {
+                    // Admission wraps it, or refuses the pod if a placeholder is malformed.
+                    for (env_name, value) in &env {
+                        if let Err(e) = akv_placeholder::parse(value) {
+                            report.problems.push(format!(
+                                "document {document} ({kind} {name}): {label}, env var \
+                                 {env_name}: {e}; admission would refuse this pod"
+                            ));
+                        }
+                    }
+                    if scope(namespace, namespaces, options.enabled_namespaces.as_deref())
+                        == Scope::Assumed
+                    {
+                        report.assumed_enabled.insert(namespace.to_owned());
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +558,30 @@ mod tests {
             ("PodTemplate", None),
         ] {
             assert_eq!(template_pointer(kind), want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn namespace_scope_table() {
+        let documents: HashMap<String, bool> =
+            [("on".to_owned(), true), ("off".to_owned(), false)].into();
+        let listed = ["on".to_owned(), "off".to_owned(), "ci".to_owned()];
+        let cases = [
+            ("on", None, Scope::Enabled),
+            ("off", None, Scope::NotLabelled),
+            ("other", None, Scope::Assumed),
+            ("ci", Some(&listed[..]), Scope::Enabled),
+            ("other", Some(&listed[..]), Scope::NotListed),
+            // The document in the input wins over the list: it is what gets applied.
+            ("off", Some(&listed[..]), Scope::NotLabelled),
+            ("on", Some(&[][..]), Scope::Enabled),
+        ];
+        for (namespace, enabled, want) in cases {
+            assert_eq!(
+                scope(namespace, &documents, enabled),
+                want,
+                "{namespace} with {enabled:?}"
+            );
         }
     }
 }

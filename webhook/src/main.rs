@@ -76,7 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let entrypoints: Arc<dyn EntrypointSource> = if args.image_lookup {
-        let mut options = args.registry.options();
+        let mut options = args.registry.options().map_err(anyhow::Error::msg)?;
         options.acr = acr(&args)?;
         let resolver = ImageResolver::new(options);
         Arc::new(Registries::new(resolver, kube.clone()))
@@ -155,9 +155,12 @@ async fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
         std::fs::read_to_string(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?
     };
+    if args.check {
+        return Ok(check(&input, &args));
+    }
     let source: Box<dyn EntrypointSource> = if args.image_lookup {
         Box::new(Registries::new(
-            ImageResolver::new(args.registry.options()),
+            ImageResolver::new(args.registry.options().map_err(anyhow::Error::msg)?),
             None,
         ))
     } else {
@@ -166,7 +169,7 @@ async fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
                 .to_owned(),
         })
     };
-    let config = args.mutation.config();
+    let config = args.config();
     match akv_env_webhook::inject::inject(
         &input,
         &config,
@@ -188,6 +191,45 @@ async fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `inject --check`: findings on stdout, problems on stderr; 1 for problems, else 2 for
+/// unwrapped containers, else 0.
+fn check(input: &str, args: &InjectArgs) -> ExitCode {
+    let report = akv_env_webhook::inject::check(input, &args.check_options());
+    for problem in &report.problems {
+        eprintln!("error: {problem}");
+    }
+    for namespace in &report.assumed_enabled {
+        eprintln!(
+            "note: namespace {namespace:?} has no Namespace document in the input and \
+             --enabled-namespace was not given: assumed enabled"
+        );
+    }
+    for finding in &report.unwrapped {
+        println!("{finding}");
+    }
+    let summary = format!(
+        "{} pod template(s), {} container(s) with placeholders",
+        report.templates, report.with_placeholders
+    );
+    if !report.problems.is_empty() {
+        println!(
+            "akv-env check: FAILED: {summary}, {} unwrapped, {} problem(s)",
+            report.unwrapped.len(),
+            report.problems.len()
+        );
+        ExitCode::FAILURE
+    } else if !report.unwrapped.is_empty() {
+        println!(
+            "akv-env check: FAILED: {summary}, {} would start with unwrapped placeholders",
+            report.unwrapped.len()
+        );
+        ExitCode::from(2)
+    } else {
+        println!("akv-env check: ok: {summary}, all wrapped at admission");
+        ExitCode::SUCCESS
     }
 }
 

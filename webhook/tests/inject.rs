@@ -180,3 +180,373 @@ fn lists_and_json_input_are_handled() {
     assert_eq!(strs(&pod["spec"]["containers"][0]["args"]), ["--", "/a"]);
     assert_eq!(docs[0]["items"][1]["kind"], "ConfigMap");
 }
+
+// ---- `inject --check` -------------------------------------------------------------------
+
+/// Runs `inject --check` without `--injector-image` (CI has no reason to know it).
+fn check(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_akv-env-webhook"))
+        .args(["inject", "--check", "--log-format", "text", "-f", "-"])
+        .args(args)
+        .env_remove("AKV_ENV_WEBHOOK_INJECTOR_IMAGE")
+        .env_remove("AKV_ENV_WEBHOOK_ENABLED_NAMESPACES")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn namespace(name: &str, labelled: bool) -> String {
+    let labels = if labelled {
+        "\n  labels: {azure-key-vault-env-injection: enabled}"
+    } else {
+        "\n  labels: {team: shop}"
+    };
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}{labels}\n---\n")
+}
+
+/// A Deployment in `ns` with pod `annotations` and the given pod spec lists (YAML, indented
+/// for `spec:` at six spaces).
+fn deployment(ns: &str, annotations: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  \
+         selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n      \
+         annotations: {{{annotations}}}\n    spec:\n{spec}"
+    )
+}
+
+const APP: &str = "      containers:
+        - name: web
+          image: shop/web:1
+          command: [/srv/web]
+          env:
+            - {name: PORT, value: \"8080\"}
+            - {name: DB_PASSWORD, value: db-password@azurekeyvault?vault=shop-kv}
+            - {name: API_KEY, value: api-key@azurekeyvault?vault=shop-kv}
+";
+
+const INIT_AND_SIDECAR: &str = "      initContainers:
+        - name: migrate
+          image: shop/migrate:1
+          command: [/migrate]
+          env: [{name: DB_PASSWORD, value: db-password@azurekeyvault?vault=shop-kv}]
+        - name: proxy
+          image: shop/proxy:1
+          restartPolicy: Always
+          command: [/proxy]
+          env: [{name: TOKEN, value: token@azurekeyvault?vault=shop-kv}]
+        - name: already
+          image: shop/x:1
+          command: [/akv-env/bin/akv-env]
+          args: [--, /x]
+          env: [{name: TOKEN, value: token@azurekeyvault?vault=shop-kv}]
+      containers:
+        - name: web
+          image: shop/web:1
+          command: [/srv/web]
+";
+
+const LOOK_ALIKES: &str = "      containers:
+        - name: web
+          image: shop/web:1
+          env:
+            - {name: A, value: user@azurekeyvault.example.com}
+            - {name: B, value: x@azurekeyvaults}
+            - {name: C, value: azurekeyvault}
+            - {name: D, value: \"a?b@azurekeyvault\"}
+            - {name: E, value: \"$(DB)@azurekeyvault-x\"}
+            - {name: F, valueFrom: {secretKeyRef: {name: s, key: k}}}
+";
+
+const EPHEMERAL: &str = "      containers:
+        - {name: web, image: shop/web:1, command: [/srv/web]}
+      ephemeralContainers:
+        - name: debug
+          image: busybox
+          env: [{name: DB_PASSWORD, value: db-password@azurekeyvault?vault=shop-kv}]
+";
+
+/// (case, input, extra flags, exit status, lines expected on stdout, text absent from stdout)
+type CheckCase = (
+    &'static str,
+    String,
+    Vec<&'static str>,
+    i32,
+    Vec<&'static str>,
+    Vec<&'static str>,
+);
+
+#[test]
+fn check_lists_containers_that_would_start_unwrapped() {
+    let cases: Vec<CheckCase> = vec![
+        (
+            "unlabelled Namespace document",
+            namespace("shop", false) + &deployment("shop", "", APP),
+            vec![],
+            2,
+            vec![
+                "document 2 Deployment/web (namespace shop): container \"web\" would start with \
+                 unwrapped placeholders in DB_PASSWORD, API_KEY: its Namespace document \"shop\" \
+                 is not labelled azure-key-vault-env-injection=enabled",
+                "akv-env check: FAILED: 1 pod template(s), 1 container(s) with placeholders, 1 \
+                 would start with unwrapped placeholders",
+            ],
+            vec!["PORT", "apiVersion"],
+        ),
+        (
+            "labelled Namespace document",
+            namespace("shop", true) + &deployment("shop", "", APP),
+            vec![],
+            0,
+            vec![
+                "akv-env check: ok: 1 pod template(s), 1 container(s) with placeholders, all \
+                 wrapped at admission",
+            ],
+            vec!["would start"],
+        ),
+        (
+            "pod opts out",
+            namespace("shop", true) + &deployment("shop", "akv-env.io/inject: \"false\"", APP),
+            vec![],
+            2,
+            vec![
+                "document 2 Deployment/web (namespace shop): container \"web\" would start with \
+                 unwrapped placeholders in DB_PASSWORD, API_KEY: the pod opts out \
+                 (akv-env.io/inject: \"false\")",
+            ],
+            vec![],
+        ),
+        (
+            "pod marked injected but not wrapped",
+            namespace("shop", true) + &deployment("shop", "akv-env.io/status: injected", APP),
+            vec![],
+            2,
+            vec!["container \"web\" would start with unwrapped placeholders in DB_PASSWORD, API_KEY: the pod carries akv-env.io/status"],
+            vec![],
+        ),
+        (
+            "look-alike values in an unlabelled namespace",
+            namespace("shop", false) + &deployment("shop", "", LOOK_ALIKES),
+            vec![],
+            0,
+            vec!["akv-env check: ok: 1 pod template(s), 0 container(s) with placeholders"],
+            vec!["would start"],
+        ),
+        (
+            "init containers and native sidecars in an unlabelled namespace",
+            namespace("shop", false) + &deployment("shop", "", INIT_AND_SIDECAR),
+            vec![],
+            2,
+            vec![
+                "document 2 Deployment/web (namespace shop): init container \"migrate\" would \
+                 start with unwrapped placeholders in DB_PASSWORD: its Namespace document \
+                 \"shop\" is not labelled azure-key-vault-env-injection=enabled",
+                "document 2 Deployment/web (namespace shop): init container \"proxy\" (sidecar) \
+                 would start with unwrapped placeholders in TOKEN: its Namespace document \
+                 \"shop\" is not labelled azure-key-vault-env-injection=enabled",
+                "akv-env check: FAILED: 1 pod template(s), 3 container(s) with placeholders, 2 \
+                 would start with unwrapped placeholders",
+            ],
+            // Already wrapped by the injector: fine wherever it runs.
+            vec!["\"already\""],
+        ),
+        (
+            "ephemeral container in an enabled namespace",
+            namespace("shop", true) + &deployment("shop", "", EPHEMERAL),
+            vec![],
+            2,
+            vec![
+                "document 2 Deployment/web (namespace shop): ephemeral container \"debug\" would \
+                 start with unwrapped placeholders in DB_PASSWORD: ephemeral containers are never \
+                 wrapped",
+            ],
+            vec!["container \"web\""],
+        ),
+        (
+            "--enabled-namespace lists the namespace",
+            deployment("shop", "", APP),
+            vec!["--enabled-namespace", "kube-public", "--enabled-namespace", "shop"],
+            0,
+            vec!["akv-env check: ok: 1 pod template(s), 1 container(s) with placeholders"],
+            vec![],
+        ),
+        (
+            "--enabled-namespace does not list the namespace",
+            deployment("shop", "", APP),
+            vec!["--enabled-namespace", "payments"],
+            2,
+            vec![
+                "document 1 Deployment/web (namespace shop): container \"web\" would start with \
+                 unwrapped placeholders in DB_PASSWORD, API_KEY: namespace \"shop\" is not in \
+                 --enabled-namespace",
+            ],
+            vec![],
+        ),
+        (
+            "a Namespace document wins over --enabled-namespace",
+            namespace("shop", false) + &deployment("shop", "", APP),
+            vec!["--enabled-namespace", "shop"],
+            2,
+            vec!["is not labelled azure-key-vault-env-injection=enabled"],
+            vec![],
+        ),
+        (
+            "a List holding the Namespace and a Pod without a namespace (default)",
+            r#"{"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}},
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
+                    {"name": "a", "image": "a", "env": [{"name": "X", "value": "x@azurekeyvault"}]}]}}]}"#
+                .to_owned(),
+            vec![],
+            2,
+            vec![
+                "document 1 Pod/p (namespace default): container \"a\" would start with \
+                 unwrapped placeholders in X: its Namespace document \"default\" is not labelled",
+            ],
+            vec![],
+        ),
+        (
+            "a malformed placeholder admission would refuse",
+            namespace("shop", true)
+                + &deployment("shop", "", &APP.replace("api-key@azurekeyvault?vault=shop-kv", "api key@azurekeyvault")),
+            vec![],
+            1,
+            vec!["akv-env check: FAILED: 1 pod template(s), 1 container(s) with placeholders, 0 unwrapped, 1 problem(s)"],
+            vec![],
+        ),
+    ];
+    for (case, input, flags, status, want, absent) in cases {
+        let (code, stdout, stderr) = check(&flags, &input);
+        assert_eq!(
+            code,
+            Some(status),
+            "{case}: stdout {stdout}\nstderr {stderr}"
+        );
+        for line in want {
+            assert!(
+                stdout.lines().any(|l| l.contains(line)),
+                "{case}: no line with {line:?} in\n{stdout}\nstderr {stderr}"
+            );
+        }
+        for text in absent {
+            assert!(!stdout.contains(text), "{case}: {text:?} in\n{stdout}");
+        }
+        // Findings and the summary only: never the manifests.
+        assert!(
+            stdout
+                .lines()
+                .all(|l| l.starts_with("document ") || l.starts_with("akv-env check: ")),
+            "{case}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_reports_malformed_placeholders_and_unknown_namespaces_on_stderr() {
+    let input = namespace("shop", true)
+        + &deployment(
+            "shop",
+            "",
+            &APP.replace(
+                "api-key@azurekeyvault?vault=shop-kv",
+                "api key@azurekeyvault",
+            ),
+        )
+        + "---\n"
+        + &deployment("payments", "", APP);
+    let (code, _, stderr) = check(&[], &input);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: document 2 (Deployment web): container \"web\", env var API_KEY:")
+            && stderr.contains("admission would refuse this pod"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: namespace \"payments\" has no Namespace document"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("namespace \"shop\" has no"), "{stderr}");
+
+    let (code, _, stderr) = check(&[], "kind: Pod\n: : :\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("document 1: not valid YAML"), "{stderr}");
+}
+
+#[test]
+fn injected_output_passes_the_check_even_in_an_unlabelled_namespace() {
+    let input = namespace("shop", false) + &deployment("shop", "", APP);
+    let out = inject(&["-f", "-"], Some(&input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let injected = String::from_utf8(out.stdout).unwrap();
+    let (code, stdout, stderr) = check(&[], &injected);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 container(s) with placeholders, all wrapped"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_flags_are_documented_and_enabled_namespace_needs_check() {
+    let out = Command::new(env!("CARGO_BIN_EXE_akv-env-webhook"))
+        .args(["inject", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--check",
+        "--enabled-namespace",
+        "AKV_ENV_WEBHOOK_ENABLED_NAMESPACES",
+        "Exit status: 0",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing in\n{help}");
+    }
+    let out = inject(&["-f", "-", "--enabled-namespace", "shop"], Some(""));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--check"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_registry_ca_file_that_cannot_be_used_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (path, reason) in [
+        (&not_pem, "it holds no PEM certificate"),
+        (&missing, "cannot read it"),
+    ] {
+        let out = inject(
+            &[
+                "-f",
+                "-",
+                "--image-lookup",
+                "--registry-ca-file",
+                path.to_str().unwrap(),
+            ],
+            Some("kind: ConfigMap\n"),
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = format!("--registry-ca-file {}: {reason}", path.display());
+        assert!(stderr.contains(&named), "{named:?} not in {stderr}");
+    }
+}

@@ -57,6 +57,11 @@ pub const DEFAULT_VAULT_ENV: &str = "AKV_ENV_DEFAULT_VAULT";
 pub const ARCH_NODE_SELECTOR: &str = "kubernetes.io/arch";
 
 /// What the mutation adds to a pod. Built once at start-up from the webhook's flags.
+/// Where the init container mounts the shared volume to copy the binary into. Not under
+/// `/akv-env`: in the injector image that path is the binary itself, and a runtime cannot make a
+/// mount point below a file (the end-to-end tests found this with runc).
+pub const INSTALL_MOUNT_PATH: &str = "/install";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The image holding the static `akv-env` binary at `/akv-env`.
@@ -628,8 +633,8 @@ impl Plan<'_> {
             "name": config.init_container_name,
             "image": config.injector_image,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["/akv-env", "install", config.mount_path],
-            "volumeMounts": [{ "name": config.volume_name, "mountPath": config.mount_path }],
+            "command": ["/akv-env", "install", INSTALL_MOUNT_PATH],
+            "volumeMounts": [{ "name": config.volume_name, "mountPath": INSTALL_MOUNT_PATH }],
             "resources": config.resources,
             "terminationMessagePolicy": "FallbackToLogsOnError",
             "securityContext": {

@@ -161,7 +161,7 @@ fn init_containers_and_native_sidecars_are_wrapped_and_the_installer_runs_first(
     assert_eq!(names, ["akv-env-install", "migrate", "proxy", "plain"]);
     assert_eq!(
         strings(&init[0]["command"]),
-        words(&["/akv-env", "install", "/akv-env/bin"])
+        words(&["/akv-env", "install", "/install"])
     );
     assert_eq!(init[0]["image"], INJECTOR);
     for wrapped in [&init[1], &init[2], &out["spec"]["containers"][0]] {

@@ -86,7 +86,11 @@ pub(crate) fn validate_vault_name(name: &str) -> Result<(), ParseError> {
 /// Accepts `https://<vault>.<domain>[:port][/]` and returns it normalised.
 fn parse_url(s: &str) -> Result<String, ParseError> {
     const SCHEME: &str = "https://";
-    if s.len() < SCHEME.len() || !s[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+    // `get`, not slicing: byte 8 may fall inside a multi-byte character (found by fuzzing).
+    if !s
+        .get(..SCHEME.len())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SCHEME))
+    {
         return Err(ParseError::new(0, ErrorKind::VaultUrlScheme));
     }
     let rest = &s[SCHEME.len()..];

@@ -32,6 +32,16 @@ pub enum LookupError {
         reason: String,
     },
 
+    #[error(
+        "registry {registry} of image {image} presented a TLS certificate that is not trusted \
+         ({reason}); add the CA that issued it to the trusted roots (webhook: --registry-ca-file)"
+    )]
+    UntrustedCertificate {
+        image: String,
+        registry: String,
+        reason: String,
+    },
+
     #[error("image {image} has no manifest for platform {wanted}; it offers: {offered}")]
     NoMatchingPlatform {
         image: String,
@@ -66,6 +76,8 @@ pub(crate) enum Failure {
     Unauthorized,
     NotFound,
     Unreachable(String),
+    /// The server's certificate did not verify against the trusted roots.
+    Certificate(String),
     Other(String),
 }
 
@@ -102,12 +114,37 @@ impl Failure {
             E::ServerError { code, message, .. } => {
                 Failure::Other(format!("HTTP {code}: {}", short(message)))
             }
+            E::RequestError(e) if certificate_error(e).is_some() => {
+                Failure::Certificate(certificate_error(e).unwrap_or_default())
+            }
             E::RequestError(e) if e.is_connect() || e.is_timeout() => {
                 Failure::Unreachable(error_chain(e))
             }
             other => Failure::Other(short(&error_chain(other))),
         }
     }
+}
+
+/// rustls' verdict on the server's certificate, if that is why the request failed. The
+/// rustls error sits inside (nested) `io::Error`s, whose `source()` skips it, so look inside.
+fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let mut candidate = Some(e);
+        while let Some(c) = candidate {
+            if let Some(tls @ rustls::Error::InvalidCertificate(_)) =
+                c.downcast_ref::<rustls::Error>()
+            {
+                return Some(tls.to_string());
+            }
+            candidate = c
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|i| i as &(dyn std::error::Error + 'static));
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The error and its causes on one line; reqwest hides the useful part in `source()`.

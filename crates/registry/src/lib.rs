@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use oci_client::manifest::OciManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use sha2::Digest as _;
 use zeroize::Zeroizing;
 
@@ -67,6 +69,51 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Azure Container Registry through the webhook's own identity.
     pub acr: Option<AcrAuth>,
+    /// CAs trusted besides the built-in webpki roots (private registries, tests), as read
+    /// with [`pem_certificates`]. The system CA store is never used, so the webhook needs no
+    /// CA bundle in its image.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// Why a CA file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaPemError {
+    #[error("not a valid PEM certificate: {0}")]
+    Invalid(String),
+    #[error("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    Empty,
+}
+
+/// The certificates of a PEM file (other PEM sections, e.g. keys, are skipped).
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaPemError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CaPemError::Invalid(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(CaPemError::Empty);
+    }
+    for cert in &certs {
+        // Fail at start-up, not at the first lookup.
+        webpki_root_anchor(cert).map_err(CaPemError::Invalid)?;
+    }
+    Ok(certs)
+}
+
+fn webpki_root_anchor(cert: &CertificateDer<'_>) -> Result<(), String> {
+    let mut store = rustls::RootCertStore::empty();
+    store.add(cert.clone()).map_err(|e| e.to_string())
+}
+
+/// The roots handed to every registry client: webpki's plus the extra ones.
+fn trust_roots(extra: &[CertificateDer<'static>]) -> Vec<oci_client::client::Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .chain(extra)
+        .map(|der| oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Der,
+            data: der.to_vec(),
+        })
+        .collect()
 }
 
 impl Default for RegistryOptions {
@@ -77,6 +124,7 @@ impl Default for RegistryOptions {
             cache_capacity: 1000,
             insecure_registries: Vec::new(),
             acr: None,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -106,6 +154,8 @@ type AnswerKey = (String, Platform, [u8; 32]);
 
 struct Inner {
     opts: RegistryOptions,
+    /// webpki roots plus `opts.extra_roots`, given to each client as its only roots.
+    roots: Vec<oci_client::client::Certificate>,
     answers: Mutex<BoundedCache<AnswerKey, ImageEntrypoint>>,
     /// (registry/repository, manifest digest) -> entrypoint: content-addressed, never stale.
     by_digest: Mutex<BoundedCache<(String, String), ImageEntrypoint>>,
@@ -139,6 +189,7 @@ impl ImageResolver {
         let capacity = opts.cache_capacity;
         ImageResolver {
             inner: Arc::new(Inner {
+                roots: trust_roots(&opts.extra_roots),
                 opts,
                 answers: Mutex::new(BoundedCache::new(capacity)),
                 by_digest: Mutex::new(BoundedCache::new(capacity)),
@@ -411,6 +462,8 @@ impl ImageResolver {
             },
             // We choose the index entry ourselves, for the node's platform.
             platform_resolver: None,
+            // Only these roots: no platform verifier, no system CA store.
+            tls_certs_only: self.inner.roots.clone(),
             ..Default::default()
         };
         let client = Client::try_from(config).map_err(|e| {
@@ -554,6 +607,13 @@ impl FetchError {
                 registry,
                 reason,
             },
+            FetchError::Failure(Failure::Certificate(reason)) => {
+                LookupError::UntrustedCertificate {
+                    image,
+                    registry,
+                    reason,
+                }
+            }
             FetchError::Failure(Failure::Other(reason)) => LookupError::Registry {
                 image,
                 registry,

@@ -1,0 +1,83 @@
+//! The mutation planner on an arbitrary pod and arbitrary registry answers.
+//!
+//! Input: pod JSON, then (after the last NUL byte, which JSON text cannot hold) bytes that
+//! choose the namespace's vault annotation and each image's entrypoint or lookup error. A
+//! produced patch must apply to the pod it was computed against, wrap exactly the containers
+//! it names, and make the pod one the planner then leaves alone.
+#![no_main]
+
+use akv_mutation::{
+    Config, Entrypoints, ImageEntrypoint, STATUS_INJECTED, Skip, needs_namespace_vault, plan,
+};
+use arbitrary::Unstructured;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let (json, choices) = match data.iter().rposition(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(pod) = serde_json::from_slice::<Value>(json) else {
+        return;
+    };
+    let mut u = Unstructured::new(choices);
+    let namespace_vault: Option<String> = u.arbitrary().unwrap_or_default();
+    let _ = needs_namespace_vault(&pod);
+    let mut config = Config::new("registry.example/akv-env:1");
+    if u.arbitrary().unwrap_or(false) {
+        config.default_vault = akv_placeholder::Vault::parse("default-kv").ok();
+    }
+    let planned = match plan(&pod, namespace_vault.as_deref(), &config) {
+        Ok(p) => p,
+        Err(denial) => {
+            assert!(!denial.problems.is_empty(), "a denial without a reason");
+            assert!(!denial.to_string().is_empty());
+            return;
+        }
+    };
+    let mut entrypoints = Entrypoints::new();
+    for lookup in planned.images_to_look_up() {
+        let answer: Result<(Vec<String>, Vec<String>), String> =
+            u.arbitrary().unwrap_or(Err(String::new()));
+        let answer = answer.map(|(entrypoint, cmd)| ImageEntrypoint { entrypoint, cmd });
+        entrypoints.insert(lookup.image, answer);
+    }
+    let mutation = match planned.patch(&entrypoints) {
+        Ok(m) => m,
+        Err(denial) => {
+            assert!(!denial.problems.is_empty(), "a denial without a reason");
+            assert!(!denial.to_string().is_empty());
+            return;
+        }
+    };
+    if planned.skipped().is_some() {
+        assert!(mutation.patch.0.is_empty(), "a skipped pod was patched");
+        return;
+    }
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &mutation.patch.0)
+        .unwrap_or_else(|e| panic!("the patch does not apply to its own pod: {e}"));
+    assert_eq!(
+        patched["metadata"]["annotations"][akv_mutation::ANNOTATION_STATUS],
+        STATUS_INJECTED
+    );
+    assert_eq!(
+        patched["spec"]["initContainers"][0]["name"],
+        config.init_container_name.as_str()
+    );
+    for wrapped in &mutation.wrapped {
+        let list = match wrapped.kind {
+            akv_mutation::ContainerKind::Container => "containers",
+            akv_mutation::ContainerKind::InitContainer => "initContainers",
+        };
+        // The init container was inserted at 0 after the others were patched.
+        let shift = usize::from(wrapped.kind == akv_mutation::ContainerKind::InitContainer);
+        let container = &patched["spec"][list][wrapped.index + shift];
+        assert_eq!(container["command"][0], config.injector_path().as_str());
+        assert_eq!(container["args"][0], "--", "{container}");
+    }
+    let again = plan(&patched, namespace_vault.as_deref(), &config)
+        .unwrap_or_else(|e| panic!("the mutated pod is refused: {e}"));
+    assert_eq!(again.skipped(), Some(Skip::AlreadyMutated));
+});

@@ -1,0 +1,56 @@
+//! The project's binaries the story runs: built (a no-op when fresh) so a test never runs a
+//! stale one. `AKV_ENV_E2E_WEBHOOK_BIN` / `AKV_ENV_E2E_INJECTOR_BIN` point at prebuilt ones.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::image::run;
+
+/// The workspace root (this crate lives in `tests/e2e`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `akv-env-webhook` (debug build: it runs on this host).
+pub fn webhook_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("AKV_ENV_E2E_WEBHOOK_BIN") {
+        return Ok(path.into());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo).current_dir(workspace_root()).args([
+        "build",
+        "--quiet",
+        "-p",
+        "akv-env-webhook",
+        "--bin",
+        "akv-env-webhook",
+    ]))?;
+    Ok(target_dir().join("debug/akv-env-webhook"))
+}
+
+/// The static `akv-env` the injector image holds, from `scripts/build-static.sh` (it must be
+/// static: the image is `FROM scratch`, and it runs inside the busybox app image too).
+pub fn static_injector() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("AKV_ENV_E2E_INJECTOR_BIN") {
+        return Ok(path.into());
+    }
+    let out = run(
+        Command::new(workspace_root().join("scripts/build-static.sh"))
+            .current_dir(workspace_root()),
+    )?;
+    let text = String::from_utf8_lossy(&out);
+    let path = text
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| Error::Other("scripts/build-static.sh printed no path".into()))?;
+    Ok(PathBuf::from(path))
+}

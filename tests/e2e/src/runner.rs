@@ -1,0 +1,427 @@
+//! The kubelet stand-in: runs an admitted Pod's init containers in order, then its containers,
+//! each in its image's unpacked root filesystem under Debian's `runc`.
+//!
+//! Layout of the node directory (like `/var/lib/kubelet`):
+//! `images/` (pulled OCI layouts), `pods/<uid>/volumes/kubernetes.io~{empty-dir,projected}/<name>`,
+//! `pods/<uid>/containers/<name>/{rootfs,config.json}`, `runc/` (runc's state).
+//! Container output is kept in memory and returned, never written to the node directory, so a
+//! scan of the directory shows only what the pod itself wrote.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use serde_json::Value;
+
+use crate::error::{Error, Result, io};
+use crate::image::{ImageStore, read_config, require_tools, run, unpack};
+use crate::process::{ImageAccounts, Mount, plan_container};
+use crate::spec::runtime_spec;
+
+/// What the node (not the pod spec) gives every container: the cluster's DNS and trust stand-ins,
+/// and the service-account tokens kubelet would request for projected volumes.
+#[derive(Debug, Clone, Default)]
+pub struct NodeEnvironment {
+    /// Added to every container's environment after the pod's own variables.
+    pub env: Vec<(String, String)>,
+    /// Host files bind-mounted read-only into every container: (host path, container path).
+    pub files: Vec<(PathBuf, String)>,
+    /// Service account name -> the token a projected `serviceAccountToken` source gets.
+    pub service_account_tokens: BTreeMap<String, String>,
+}
+
+/// How one container ended.
+#[derive(Debug, Clone)]
+pub struct ContainerRun {
+    pub name: String,
+    /// The argv handed to the runtime (after kubelet's expansion and the image's defaults).
+    pub args: Vec<String>,
+    /// Exit code; 128 + signal when killed (as runc reports it).
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How a pod ended: init containers that ran, and the containers if all init containers succeeded.
+#[derive(Debug, Clone)]
+pub struct PodRun {
+    pub pod_dir: PathBuf,
+    pub init_containers: Vec<ContainerRun>,
+    pub containers: Vec<ContainerRun>,
+}
+
+impl PodRun {
+    /// Every container, init ones first.
+    pub fn all(&self) -> impl Iterator<Item = &ContainerRun> {
+        self.init_containers.iter().chain(&self.containers)
+    }
+
+    pub fn container(&self, name: &str) -> Option<&ContainerRun> {
+        self.all().find(|c| c.name == name)
+    }
+
+    /// True when every init container and container exited 0.
+    pub fn succeeded(&self) -> bool {
+        !self.containers.is_empty() && self.all().all(|c| c.exit_code == 0)
+    }
+}
+
+/// Fails clearly unless running as root, which runc needs.
+pub fn require_root() -> Result<()> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid != 0 {
+        return Err(Error::NotRoot { uid });
+    }
+    Ok(())
+}
+
+/// Runs pods as a kubelet would, with runc. Needs root.
+pub struct PodRunner {
+    dir: PathBuf,
+    images: ImageStore,
+    node: NodeEnvironment,
+    template: Value,
+    runc_root: PathBuf,
+    /// Containers still running after this are killed (a hung program must not hang the suite).
+    pub container_deadline: Duration,
+}
+
+impl PodRunner {
+    /// A node rooted at `dir` (created if needed). Fails clearly without root or the tools.
+    pub fn new(dir: &Path, node: NodeEnvironment) -> Result<Self> {
+        require_root()?;
+        require_tools()?;
+        let images = dir.join("images");
+        let runc_root = dir.join("runc");
+        for d in [&images, &runc_root, &dir.join("pods")] {
+            std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+        }
+        let spec_dir = dir.join("runc-spec");
+        std::fs::create_dir_all(&spec_dir).map_err(io("creating runc-spec"))?;
+        let _ = std::fs::remove_file(spec_dir.join("config.json"));
+        run(Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(&spec_dir))?;
+        let template: Value = serde_json::from_slice(
+            &std::fs::read(spec_dir.join("config.json"))
+                .map_err(io("reading runc's spec template"))?,
+        )
+        .map_err(|e| Error::Other(format!("runc spec printed invalid JSON: {e}")))?;
+        Ok(PodRunner {
+            dir: dir.to_path_buf(),
+            images: ImageStore::new(images),
+            node,
+            template,
+            runc_root,
+            container_deadline: Duration::from_secs(120),
+        })
+    }
+
+    /// The node directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `pod` to completion: volumes, init containers in order (stopping at the first that
+    /// fails, as `restartPolicy: Never` would), then all containers concurrently.
+    pub fn run_pod(&mut self, pod: &Pod) -> Result<PodRun> {
+        let pod_name = pod
+            .metadata
+            .name
+            .clone()
+            .or_else(|| pod.metadata.generate_name.clone())
+            .unwrap_or_else(|| "pod".into());
+        let pod_err = |reason: String| Error::Pod {
+            pod: pod_name.clone(),
+            reason,
+        };
+        let spec = pod.spec.as_ref().ok_or_else(|| pod_err("no spec".into()))?;
+        let uid = pod
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| format!("{:016x}", rand_u64()));
+        let pod_dir = self.dir.join("pods").join(&uid);
+        std::fs::create_dir_all(&pod_dir).map_err(io(format!("creating {}", pod_dir.display())))?;
+        let volumes =
+            self.make_volumes(pod, &pod_dir, spec.volumes.as_deref().unwrap_or_default())?;
+
+        let mut result = PodRun {
+            pod_dir: pod_dir.clone(),
+            init_containers: Vec::new(),
+            containers: Vec::new(),
+        };
+        for c in spec.init_containers.iter().flatten() {
+            if c.restart_policy.as_deref() == Some("Always") {
+                return Err(pod_err(format!(
+                    "init container {} is a native sidecar (restartPolicy: Always), which the kubelet stand-in does not run",
+                    c.name
+                )));
+            }
+            let prepared = self.prepare(pod, c, &pod_dir, &volumes, &uid)?;
+            let ran = self.start(prepared)?;
+            let failed = ran.exit_code != 0;
+            result.init_containers.push(ran);
+            if failed {
+                return Ok(result);
+            }
+        }
+        let mut prepared = Vec::new();
+        for c in &spec.containers {
+            prepared.push(self.prepare(pod, c, &pod_dir, &volumes, &uid)?);
+        }
+        let this = &*self;
+        let runs: Vec<Result<ContainerRun>> = std::thread::scope(|s| {
+            let handles: Vec<_> = prepared
+                .into_iter()
+                .map(|p| s.spawn(move || this.start(p)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Other("container thread panicked".into())))
+                })
+                .collect()
+        });
+        for r in runs {
+            result.containers.push(r?);
+        }
+        Ok(result)
+    }
+
+    /// emptyDir volumes as world-writable directories (as kubelet makes them) and projected
+    /// volumes as read-only files; other kinds are refused by name.
+    fn make_volumes(
+        &self,
+        pod: &Pod,
+        pod_dir: &Path,
+        volumes: &[Volume],
+    ) -> Result<BTreeMap<String, PathBuf>> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut out = BTreeMap::new();
+        let unsupported = |v: &Volume, what: &str| Error::Pod {
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            reason: format!(
+                "volume {}: {what} is not supported by the kubelet stand-in",
+                v.name
+            ),
+        };
+        for v in volumes {
+            let dir = if v.empty_dir.is_some() {
+                let dir = pod_dir
+                    .join("volumes/kubernetes.io~empty-dir")
+                    .join(&v.name);
+                std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(io(format!("chmod {}", dir.display())))?;
+                dir
+            } else if let Some(projected) = &v.projected {
+                let dir = pod_dir
+                    .join("volumes/kubernetes.io~projected")
+                    .join(&v.name);
+                std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+                for source in projected.sources.iter().flatten() {
+                    if let Some(token) = &source.service_account_token {
+                        let sa = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.service_account_name.clone())
+                            .unwrap_or_else(|| "default".into());
+                        let value = self.node.service_account_tokens.get(&sa).ok_or_else(|| {
+                            unsupported(
+                                v,
+                                &format!("a token for service account {sa:?} (the node has none)"),
+                            )
+                        })?;
+                        write_projected(&dir, &token.path, value.as_bytes())?;
+                    } else if let Some(cm) = &source.config_map {
+                        // The API server's kube-root-ca.crt; nothing in these pods talks to it.
+                        for item in cm.items.iter().flatten() {
+                            write_projected(&dir, &item.path, b"-----BEGIN CERTIFICATE-----\n(stand-in cluster CA)\n-----END CERTIFICATE-----\n")?;
+                        }
+                    } else if let Some(downward) = &source.downward_api {
+                        for item in downward.items.iter().flatten() {
+                            let field = item.field_ref.as_ref().map(|f| f.field_path.as_str());
+                            let value = match field {
+                                Some("metadata.namespace") => {
+                                    pod.metadata.namespace.clone().unwrap_or_default()
+                                }
+                                Some("metadata.name") => {
+                                    pod.metadata.name.clone().unwrap_or_default()
+                                }
+                                other => {
+                                    return Err(unsupported(
+                                        v,
+                                        &format!("downwardAPI field {other:?}"),
+                                    ));
+                                }
+                            };
+                            write_projected(&dir, &item.path, value.as_bytes())?;
+                        }
+                    } else {
+                        return Err(unsupported(v, "this projected source"));
+                    }
+                }
+                dir
+            } else {
+                return Err(unsupported(v, "this volume type"));
+            };
+            out.insert(v.name.clone(), dir);
+        }
+        Ok(out)
+    }
+
+    /// Pulls and unpacks the image, plans the container and writes its runtime config.
+    fn prepare(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        pod_dir: &Path,
+        volumes: &BTreeMap<String, PathBuf>,
+        uid: &str,
+    ) -> Result<Prepared> {
+        let image = container.image.clone().ok_or_else(|| Error::Pod {
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            reason: format!("container {} has no image", container.name),
+        })?;
+        let layout = self.images.pull(&image)?;
+        let config = read_config(&layout, "img")?;
+        let bundle = pod_dir.join("containers").join(&container.name);
+        if bundle.exists() {
+            std::fs::remove_dir_all(&bundle)
+                .map_err(io(format!("removing {}", bundle.display())))?;
+        }
+        unpack(&layout, &bundle)?;
+        let rootfs = bundle.join("rootfs");
+        let accounts = ImageAccounts {
+            passwd: std::fs::read_to_string(rootfs.join("etc/passwd")).ok(),
+            group: std::fs::read_to_string(rootfs.join("etc/group")).ok(),
+        };
+        let extra_mounts: Vec<Mount> = self
+            .node
+            .files
+            .iter()
+            .map(|(source, destination)| Mount {
+                source: source.clone(),
+                destination: destination.clone(),
+                read_only: true,
+            })
+            .collect();
+        let plan = plan_container(
+            pod,
+            container,
+            &config,
+            &accounts,
+            volumes,
+            &self.node.env,
+            &extra_mounts,
+        )?;
+        let spec = runtime_spec(&self.template, &plan);
+        let config_path = bundle.join("config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&spec).expect("JSON serialises"),
+        )
+        .map_err(io(format!("writing {}", config_path.display())))?;
+        let short: String = uid
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        Ok(Prepared {
+            id: format!("akv-e2e-{short}-{}", container.name),
+            name: container.name.clone(),
+            args: plan.args,
+            bundle,
+        })
+    }
+
+    /// `runc run` without a terminal; output captured; `runc delete` afterwards, always.
+    fn start(&self, p: Prepared) -> Result<ContainerRun> {
+        let runc = |args: &[&str]| {
+            let mut c = Command::new("runc");
+            c.arg("--root").arg(&self.runc_root).args(args);
+            c
+        };
+        let mut child = runc(&["run", "--bundle"])
+            .arg(&p.bundle)
+            .arg(&p.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("starting runc for container {}", p.name)))?;
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let out_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            buf
+        });
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(io("waiting for runc"))? {
+                break status;
+            }
+            if started.elapsed() > self.container_deadline {
+                let _ = runc(&["kill", &p.id, "KILL"]).output();
+                break child.wait().map_err(io("waiting for runc"))?;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = out_reader.join().unwrap_or_default();
+        let stderr = err_reader.join().unwrap_or_default();
+        let _ = runc(&["delete", "--force", &p.id]).output();
+        use std::os::unix::process::ExitStatusExt as _;
+        let exit_code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(-1);
+        Ok(ContainerRun {
+            name: p.name,
+            args: p.args,
+            exit_code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+}
+
+struct Prepared {
+    id: String,
+    name: String,
+    args: Vec<String>,
+    bundle: PathBuf,
+}
+
+/// A projected file: kubelet's default mode 0644 in a 0755 directory.
+fn write_projected(dir: &Path, rel: &str, contents: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(rel.trim_start_matches('/'));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    std::fs::write(&path, contents).map_err(io(format!("writing {}", path.display())))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .map_err(io(format!("chmod {}", path.display())))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

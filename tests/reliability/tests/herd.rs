@@ -1,0 +1,58 @@
+//! A scaled-down thundering herd: 100 real `akv-env` processes at once against a vault that
+//! lets 40 GETs through per second. Every one must start its program with real values, none
+//! with a placeholder, and each must fetch each of its objects exactly once. No time asserts:
+//! the figures are in BENCHMARKS.md (`scripts/bench-herd.sh`).
+
+use std::time::Duration;
+
+use akv_env_reliability::{bins, herd, pod::Vault};
+use fake_keyvault::{Options, Throttle};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_rides_out_the_throttle_and_nobody_starts_unresolved() {
+    const PODS: usize = 100;
+    let throttle = Throttle {
+        limit: 40,
+        window: Duration::from_secs(1),
+    };
+    let vault = Vault::start(
+        bins::injector().unwrap(),
+        Options {
+            throttle: Some(throttle),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let outcomes = herd::run(&vault, PODS, "120s").await;
+    let report = herd::summarise(
+        &outcomes,
+        &vault.kv.accesses(),
+        vault.kv.token_grants().len(),
+        throttle,
+    );
+    assert_eq!(report.pods, PODS, "{report}");
+    assert_eq!(
+        report.unresolved, 0,
+        "a program started unresolved:\n{report}"
+    );
+    assert_eq!(
+        report.wrong_value, 0,
+        "a program got a wrong value:\n{report}"
+    );
+    assert_eq!(report.succeeded, PODS, "not every pod started:\n{report}");
+    assert!(
+        report.vault_throttled > 0,
+        "the vault never throttled, so this proved nothing:\n{report}"
+    );
+    assert_eq!(
+        report.vault_ok,
+        PODS * herd::PLACEHOLDERS.len(),
+        "each pod must read each object exactly once:\n{report}"
+    );
+    assert_eq!(report.vault_other, 0, "{report}");
+    assert!(
+        report.token_grants >= PODS,
+        "one token per pod at least:\n{report}"
+    );
+}

@@ -1,0 +1,300 @@
+//! The leak matrix: every path the injector can take (success and each failure) at every log
+//! level, with distinctive values stored in the vault. Each value, and its base64 forms, is
+//! looked for in stdout, stderr, `/proc/PID/cmdline` sampled during the run, and every file
+//! written under the run's HOME, TMPDIR and working directory. One line per (path, level,
+//! value, place) that leaks.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use akv_env_reliability::{
+    bins,
+    pod::{Identity, Vault},
+    scan,
+};
+use fake_keyvault::{Options, SecretAttributes, Throttle};
+use sha2::{Digest as _, Sha256};
+
+const PLAIN: &str = "LEAKv-plain-3b9f0c27";
+const FIELD: &str = "LEAKv-json-field-81d2e4";
+const OTHER: &str = "LEAKv-json-other-5e7a90";
+const DECODED: &str = "LEAKv-b64-decoded-4c1f6b";
+const NOT_JSON: &str = "LEAKv-notjson-77aa31";
+const NOT_B64: &str = "LEAKv-notb64-*";
+
+const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// A vault fault switched on for one path, off again afterwards.
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    /// Throttled for longer than the deadline.
+    Throttled,
+    /// The vault's address maps to a closed port.
+    Unreachable,
+}
+
+struct Route {
+    name: &'static str,
+    identity: Identity,
+    vars: &'static [(&'static str, &'static str)],
+    fault: Fault,
+    code: i32,
+    /// Proof that the run took this path.
+    says: &'static str,
+}
+
+/// Every failing path also holds `P` (readable, so its value is in memory when the run fails).
+const ROUTES: &[Route] = &[
+    Route {
+        name: "success",
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("J", "leak-json@azurekeyvault?key=user"),
+            ("B", "leak-b64@azurekeyvault?encoding=base64"),
+        ],
+        fault: Fault::None,
+        code: 0,
+        says: "",
+    },
+    Route {
+        name: "not found",
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("X", "no-such@azurekeyvault"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "X: secret no-such in vault myvault: not found",
+    },
+    Route {
+        name: "forbidden",
+        identity: Identity::Reader,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("X", "leak-json@azurekeyvault"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "X: secret leak-json in vault myvault: forbidden",
+    },
+    Route {
+        name: "throttled until the deadline",
+        identity: Identity::ClientSecret,
+        vars: &[("P", "leak-plain@azurekeyvault")],
+        fault: Fault::Throttled,
+        code: 1,
+        says: "P: secret leak-plain in vault myvault: throttled until the deadline",
+    },
+    Route {
+        name: "unreachable",
+        identity: Identity::ClientSecret,
+        vars: &[("P", "leak-plain@azurekeyvault")],
+        fault: Fault::Unreachable,
+        code: 1,
+        says: "P: secret leak-plain in vault myvault: unreachable",
+    },
+    Route {
+        name: "key= on a non-JSON value",
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("X", "leak-notjson@azurekeyvault?key=user"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "X: secret leak-notjson in vault myvault: bad format (key=user",
+    },
+    Route {
+        name: "bad base64",
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("X", "leak-notb64@azurekeyvault?encoding=base64"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "X: secret leak-notb64 in vault myvault: bad format (encoding=base64",
+    },
+    Route {
+        name: "parse error",
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("X", "bad_name@azurekeyvault"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "X: bad placeholder",
+    },
+];
+
+fn sha(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The program proves it got the values by printing only their hashes.
+const PROGRAM: &str = r#"for v in "$P" "$J" "$B"; do printf '%s' "$v" | sha256sum; done"#;
+
+struct Run {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    cmdlines: Vec<Vec<u8>>,
+    files: Vec<(std::path::PathBuf, Vec<u8>)>,
+}
+
+async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr) -> Run {
+    let root = tempfile::tempdir_in(v.path()).unwrap();
+    let dirs = ["home", "tmp", "cwd"].map(|d| root.path().join(d));
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+    }
+    let mut c = v.command(path.identity, "2s", ["sh", "-c", PROGRAM]);
+    c.envs(path.vars.iter().copied())
+        .env("AKV_ENV_LOG", level)
+        .env("HOME", &dirs[0])
+        .env("TMPDIR", &dirs[1])
+        .current_dir(&dirs[2])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Fault::Unreachable = path.fault {
+        c.env(
+            "AKV_ENV_RESOLVE",
+            format!(
+                "myvault.vault.azure.net={closed},login.microsoftonline.com={}",
+                v.kv.https_addr()
+            ),
+        );
+    }
+    let child = c.spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut wait = tokio::spawn(child.wait_with_output());
+    let mut cmdlines = Vec::new();
+    let out = loop {
+        if let Ok(b) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            cmdlines.push(b);
+        }
+        tokio::select! {
+            out = &mut wait => break out.unwrap().unwrap(),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    };
+    let files = dirs
+        .iter()
+        .flat_map(|d| scan::files_under(d))
+        .map(|f| {
+            let bytes = std::fs::read(&f).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    Run {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        cmdlines,
+        files,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_value_leaks_on_any_path_at_any_log_level() {
+    let v = Vault::start(bins::injector().unwrap(), Options::default())
+        .await
+        .unwrap();
+    let json = format!(r#"{{"user":"{FIELD}","other":"{OTHER}"}}"#);
+    let b64 = scan::forms(DECODED.as_bytes())[1].clone();
+    let b64 = String::from_utf8(b64).unwrap();
+    for (name, value) in [
+        ("leak-plain", PLAIN),
+        ("leak-json", json.as_str()),
+        ("leak-b64", b64.as_str()),
+        ("leak-notjson", NOT_JSON),
+        ("leak-notb64", NOT_B64),
+    ] {
+        v.kv.upsert_secret("myvault", name, value, SecretAttributes::default());
+    }
+    // The values, and the identities' secrets, which are as sensitive.
+    let secrets = [
+        PLAIN, FIELD, OTHER, DECODED, NOT_JSON, NOT_B64, "s3cret-a", "s3cret-r",
+    ];
+    let needles: Vec<(&str, Vec<u8>)> = secrets
+        .iter()
+        .flat_map(|s| scan::forms(s.as_bytes()).into_iter().map(move |f| (*s, f)))
+        .collect();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+
+    let mut problems = Vec::new();
+    for path in ROUTES {
+        match path.fault {
+            Fault::Throttled => v.kv.set_throttle(Some(Throttle {
+                limit: 0,
+                window: Duration::from_secs(60),
+            })),
+            Fault::None | Fault::Unreachable => v.kv.set_throttle(None),
+        }
+        for level in LEVELS {
+            let case = format!("path {:?} at level {level}", path.name);
+            let r = run(&v, path, level, closed).await;
+            let err = String::from_utf8_lossy(&r.stderr);
+            // First prove the run took the path, or the scan below proves nothing.
+            if r.code != Some(path.code) {
+                problems.push(format!(
+                    "{case}: exit {:?}, expected {}: {err}",
+                    r.code, path.code
+                ));
+                continue;
+            }
+            if !err.contains(path.says) {
+                problems.push(format!(
+                    "{case}: stderr does not say {:?}: {err}",
+                    path.says
+                ));
+            }
+            if path.code == 0 {
+                let out = String::from_utf8_lossy(&r.stdout);
+                if ![PLAIN, FIELD, DECODED]
+                    .iter()
+                    .all(|s| out.contains(&sha(s)))
+                {
+                    problems.push(format!("{case}: the values did not arrive: {out}"));
+                }
+                if level == "trace" && !err.contains("TRACE") {
+                    problems.push(format!("{case}: trace logging was not on: {err}"));
+                }
+            }
+            if r.cmdlines.is_empty() {
+                problems.push(format!("{case}: never read the process's argv"));
+            }
+            let mut places: Vec<(String, &[u8])> =
+                vec![("stdout".into(), &r.stdout), ("stderr".into(), &r.stderr)];
+            for (i, c) in r.cmdlines.iter().enumerate() {
+                places.push((format!("/proc/PID/cmdline sample {i}"), c));
+            }
+            for (f, bytes) in &r.files {
+                places.push((format!("file {}", f.display()), bytes));
+            }
+            for (place, bytes) in &places {
+                for (secret, form) in &needles {
+                    if scan::contains(bytes, form) {
+                        problems.push(format!(
+                            "{case}: {secret:?} (as {:?}) in {place}",
+                            String::from_utf8_lossy(form)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
