@@ -47,6 +47,9 @@ pub(crate) async fn serve_https(
                 Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
             },
         };
+        // Like Key Vault's front ends: no Nagle, or small responses wait for delayed ACKs
+        // (~40 ms) and benchmarks measure the kernel instead of the client.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         let login = login.clone();
