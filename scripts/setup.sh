@@ -15,7 +15,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # docker-registry, skopeo, umoci: a real OCI registry and image tooling without a Docker engine.
 # runc: runs the end-to-end pods. musl-tools: the static injector (ring builds C for musl).
-APT_PACKAGES=(musl-tools file openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils busybox-static time)
+# iproute2: network namespaces (managed identity at IMDS' real address, 169.254.169.254).
+APT_PACKAGES=(musl-tools file openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils busybox-static time iproute2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -4,6 +4,7 @@
 use crate::{
     Secret,
     config::{AuthConfig, AuthMode, ConfigError, TransportConfig},
+    credential::TrackedCredential,
     error::{FailureKind, ResolveError, Verdict, cause_chain, classify, facts_of},
     render::{Fetched, PublicJwk, render},
 };
@@ -67,7 +68,7 @@ struct ObjectKey {
 
 /// Reads Key Vault objects as one identity.
 pub struct Resolver {
-    credential: Arc<dyn TokenCredential>,
+    credential: Arc<TrackedCredential>,
     transport: Transport,
     identity: String,
     mode: AuthMode,
@@ -140,7 +141,7 @@ impl Resolver {
             }
         };
         Ok(Resolver {
-            credential,
+            credential: Arc::new(TrackedCredential::new(credential)),
             transport,
             identity: auth.identity_label(mode),
             mode,
@@ -194,7 +195,7 @@ impl Resolver {
                 }
                 match KeyClient::new(
                     &k.vault_url,
-                    self.credential.clone(),
+                    self.credential.clone() as Arc<dyn TokenCredential>,
                     Some(KeyClientOptions {
                         client_options: opts,
                         ..Default::default()
@@ -209,7 +210,7 @@ impl Resolver {
                 }
                 match SecretClient::new(
                     &k.vault_url,
-                    self.credential.clone(),
+                    self.credential.clone() as Arc<dyn TokenCredential>,
                     Some(SecretClientOptions {
                         client_options: opts,
                         ..Default::default()
@@ -313,16 +314,26 @@ impl Resolver {
                 }
                 Ok(Err(Ok(e))) => (facts_of(&e), cause_chain(&e)),
                 Ok(Err(Err(bad_format))) => return Err((FailureKind::BadFormat, bad_format)),
-                Err(_) => (
-                    crate::error::AttemptFacts {
+                Err(_) => {
+                    let waited = (attempt_end - now).as_secs_f64();
+                    let stuck = self.credential.stuck_without_token();
+                    let cause = if stuck {
+                        format!(
+                            "identity {} ({}) got no access token within {waited:.1} s; {}",
+                            self.identity,
+                            self.mode,
+                            token_service_hint(self.mode)
+                        )
+                    } else {
+                        format!("no answer within {waited:.1} s")
+                    };
+                    let facts = crate::error::AttemptFacts {
                         timed_out: true,
+                        credential: stuck,
                         ..Default::default()
-                    },
-                    format!(
-                        "no answer within {:.1} s",
-                        (attempt_end - now).as_secs_f64()
-                    ),
-                ),
+                    };
+                    (facts, cause)
+                }
             };
             let kind = match classify(&facts) {
                 Verdict::Fatal(kind) => return Err((kind, cause)),
@@ -337,7 +348,10 @@ impl Resolver {
                         "{cause}; Key Vault asked to retry after {} s, past the deadline",
                         ra.as_secs_f64()
                     ),
-                    None => format!("{cause}; gave up at the deadline after {attempt} attempts"),
+                    None => format!(
+                        "{cause}; gave up at the deadline after {attempt} attempt{}",
+                        if attempt == 1 { "" } else { "s" }
+                    ),
                 };
                 warn!(vault = %key.vault_url, name = %key.name, attempt, %kind, "giving up");
                 return Err((kind, cause));
@@ -360,6 +374,20 @@ impl Resolver {
             .min(self.options.max_backoff);
         let half = exp / 2;
         half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// Where the token should have come from, for the operator reading the failure.
+fn token_service_hint(mode: AuthMode) -> &'static str {
+    match mode {
+        AuthMode::ManagedIdentity => {
+            "nothing answered at the managed identity endpoint (IMDS, 169.254.169.254, or \
+             IDENTITY_ENDPOINT); outside Azure, give the pod workload identity or a service \
+             principal"
+        }
+        AuthMode::WorkloadIdentity | AuthMode::ClientSecret => {
+            "Microsoft Entra ID (AZURE_AUTHORITY_HOST) did not answer"
+        }
     }
 }
 

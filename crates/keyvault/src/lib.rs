@@ -9,6 +9,7 @@
 //! deadline ([`Resolver::resolve_all`]).
 
 mod config;
+mod credential;
 mod error;
 mod fetch;
 mod render;

@@ -37,8 +37,9 @@ pub enum Problem {
     BadVaultAnnotation { origin: &'static str, error: String },
 
     #[error(
-        "{container} (image \"{image}\") has no `command` and its image's ENTRYPOINT/CMD could not \
-         be read: {reason}; set `command` on the container"
+        "{container} (image \"{}\") has no `command` and its image's ENTRYPOINT/CMD could not \
+         be read: {reason}; set `command` on the container",
+        Abbreviated(.image)
     )]
     EntrypointUnknown {
         container: ContainerRef,
@@ -47,8 +48,9 @@ pub enum Problem {
     },
 
     #[error(
-        "{container} (image \"{image}\") has no `command` and its image has neither ENTRYPOINT \
-         nor CMD, so there is no program to run; set `command` on the container"
+        "{container} (image \"{}\") has no `command` and its image has neither ENTRYPOINT \
+         nor CMD, so there is no program to run; set `command` on the container",
+        Abbreviated(.image)
     )]
     NoProgram {
         container: ContainerRef,
@@ -65,6 +67,28 @@ pub enum Problem {
         "the pod already has {what} named \"{name}\", which akv-env needs for its own; rename it"
     )]
     NameClash { what: &'static str, name: String },
+}
+
+/// Text from the pod quoted in a message, cut to its start when long: a hostile pod can carry a
+/// megabyte-long image name, and `kubectl` prints the whole refusal.
+struct Abbreviated<'a>(&'a str);
+
+impl Abbreviated<'_> {
+    const MAX: usize = 256;
+}
+
+impl fmt::Display for Abbreviated<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        if text.len() <= Self::MAX {
+            return f.write_str(text);
+        }
+        let mut end = Self::MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}... ({} bytes)", &text[..end], text.len())
+    }
 }
 
 /// The refusal of a pod: all its problems at once, so one `kubectl apply` shows every typo.
@@ -92,6 +116,31 @@ impl From<Problem> for Denial {
     fn from(problem: Problem) -> Self {
         Denial {
             problems: vec![problem],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary_and_says_how_long_it_was() {
+        let cases = [
+            ("short", "short".to_string()),
+            (&*"x".repeat(256), "x".repeat(256)),
+            (
+                &*"x".repeat(300),
+                format!("{}... (300 bytes)", "x".repeat(256)),
+            ),
+            // 255 ASCII bytes then a 2-byte character straddling the limit.
+            (
+                &*format!("{}é{}", "x".repeat(255), "y".repeat(100)),
+                format!("{}... (357 bytes)", "x".repeat(255)),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Abbreviated(text).to_string(), want);
         }
     }
 }

@@ -669,13 +669,14 @@ pub fn parse_reference(image: &str) -> Result<Reference, LookupError> {
             reason: "it is empty".into(),
         });
     }
+    // A hostile pod can carry a megabyte-long image name; the message quotes the start of it.
     let invalid = |reason: String| LookupError::InvalidReference {
-        image: image.to_string(),
+        image: short(image),
         reason,
     };
     let reference = image
         .parse::<Reference>()
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| invalid(short(&e.to_string())))?;
     // oci-spec accepts upper case here; Docker's grammar (and so the kubelet) does not.
     if reference
         .repository()

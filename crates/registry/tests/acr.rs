@@ -198,6 +198,16 @@ fn resolver(setup: &Setup, with_acr: bool) -> ImageResolver {
     })
 }
 
+/// Looks up the stand-in's private image, expecting a failure: (the image, the error).
+async fn failed_lookup(setup: &Setup, with_acr: bool) -> (String, LookupError) {
+    let image = format!("{}/team/one:v1", setup.stand_in.host);
+    let err = resolver(setup, with_acr)
+        .entrypoint(&image, &Platform::linux("amd64"), &[])
+        .await
+        .unwrap_err();
+    (image, err)
+}
+
 #[tokio::test]
 async fn the_webhooks_identity_reads_a_private_acr_image() {
     let setup = setup(Ok(ENTRA_TOKEN)).await;
@@ -225,15 +235,7 @@ async fn the_webhooks_identity_reads_a_private_acr_image() {
 #[tokio::test]
 async fn without_acr_configured_the_registry_refuses_an_anonymous_pull() {
     let setup = setup(Ok(ENTRA_TOKEN)).await;
-    let resolver = resolver(&setup, false);
-    let err = resolver
-        .entrypoint(
-            &format!("{}/team/one:v1", setup.stand_in.host),
-            &Platform::linux("amd64"),
-            &[],
-        )
-        .await
-        .unwrap_err();
+    let (_, err) = failed_lookup(&setup, false).await;
     assert!(matches!(err, LookupError::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains("anonymously"), "{err}");
     assert_eq!(setup.entra.calls.load(Ordering::SeqCst), 0);
@@ -243,12 +245,7 @@ async fn without_acr_configured_the_registry_refuses_an_anonymous_pull() {
 #[tokio::test]
 async fn an_entra_failure_is_reported_with_its_reason() {
     let setup = setup(Err("workload identity token file is missing")).await;
-    let resolver = resolver(&setup, true);
-    let image = format!("{}/team/one:v1", setup.stand_in.host);
-    let err = resolver
-        .entrypoint(&image, &Platform::linux("amd64"), &[])
-        .await
-        .unwrap_err();
+    let (image, err) = failed_lookup(&setup, true).await;
     assert!(matches!(err, LookupError::Acr { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -261,12 +258,7 @@ async fn an_entra_failure_is_reported_with_its_reason() {
 #[tokio::test]
 async fn a_refused_exchange_is_reported_without_the_token() {
     let setup = setup(Ok("an-entra-token-acr-does-not-accept")).await;
-    let resolver = resolver(&setup, true);
-    let image = format!("{}/team/one:v1", setup.stand_in.host);
-    let err = resolver
-        .entrypoint(&image, &Platform::linux("amd64"), &[])
-        .await
-        .unwrap_err();
+    let (_, err) = failed_lookup(&setup, true).await;
     assert!(matches!(err, LookupError::Acr { .. }), "{err:?}");
     let text = err.to_string();
     assert!(

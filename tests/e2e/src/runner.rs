@@ -63,9 +63,33 @@ impl PodRun {
         self.all().find(|c| c.name == name)
     }
 
+    /// The named container's result; panics showing the whole pod when it did not run (for
+    /// tests, whose failures should say what every container printed).
+    pub fn expect_container(&self, name: &str) -> &ContainerRun {
+        self.container(name)
+            .unwrap_or_else(|| panic!("container {name} did not run:\n{self}"))
+    }
+
     /// True when every init container and container exited 0.
     pub fn succeeded(&self) -> bool {
         !self.containers.is_empty() && self.all().all(|c| c.exit_code == 0)
+    }
+}
+
+/// Every container's exit code, argv and output: what a failed test shows.
+impl std::fmt::Display for PodRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.all().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "--- {} (exit {}) args {:?}\nstdout:\n{}\nstderr:\n{}",
+                c.name, c.exit_code, c.args, c.stdout, c.stderr
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -42,47 +42,29 @@ impl Node {
     }
 }
 
-/// The named container's result, or a failure that shows the whole pod.
-fn container<'a>(run: &'a PodRun, name: &str) -> &'a akv_env_e2e::ContainerRun {
-    run.container(name)
-        .unwrap_or_else(|| panic!("container {name} did not run:\n{}", show(run)))
-}
-
-fn show(run: &PodRun) -> String {
-    run.all()
-        .map(|c| {
-            format!(
-                "--- {} (exit {}) args {:?}\nstdout:\n{}\nstderr:\n{}",
-                c.name, c.exit_code, c.args, c.stdout, c.stderr
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn image_entrypoint_and_cmd_run_when_the_pod_sets_no_command() {
     let mut node = node();
     let run = node.run(
         "metadata: { name: plain }\nspec: { containers: [ { name: app, image: IMAGE, env: [ { name: SHOW_VARS, value: LANG PATH } ] } ] }",
     );
-    let app = container(&run, "app");
-    assert_eq!(app.exit_code, 0, "{}", show(&run));
+    let app = run.expect_container("app");
+    assert_eq!(app.exit_code, 0, "{run}");
     assert_eq!(app.args, ["/app/run.sh", "serve", "--port=8080"]);
     assert!(
         app.stdout.contains("app: pid=1 uid=1000 gid=1000 cwd=/app"),
         "{}",
-        show(&run)
+        run
     );
     assert!(
         app.stdout.contains("app: args: [serve] [--port=8080]"),
         "{}",
-        show(&run)
+        run
     );
     assert!(
         app.stdout.contains("env LANG=C.UTF-8"),
         "image env: {}",
-        show(&run)
+        run
     );
 }
 
@@ -106,26 +88,18 @@ spec:
         - { name: SHOW_VARS, value: GREETING LANG }
 "#,
     );
-    let app = container(&run, "app");
-    assert_eq!(app.exit_code, 0, "{}", show(&run));
+    let app = run.expect_container("app");
+    assert_eq!(app.exit_code, 0, "{run}");
     assert!(
         app.stdout
             .contains("app: args: [--name=world] [$(NAME)] [$(UNDEFINED)] [hello world]"),
         "{}",
-        show(&run)
+        run
     );
-    assert!(app.stdout.contains("cwd=/tmp"), "{}", show(&run));
-    assert!(
-        app.stdout.contains("env GREETING=hello world"),
-        "{}",
-        show(&run)
-    );
+    assert!(app.stdout.contains("cwd=/tmp"), "{run}");
+    assert!(app.stdout.contains("env GREETING=hello world"), "{}", run);
     // The pod's LANG replaces the image's; a reference to a later variable stays as written.
-    assert!(
-        app.stdout.contains("env LANG=en_GB $(LATER)"),
-        "{}",
-        show(&run)
-    );
+    assert!(app.stdout.contains("env LANG=en_GB $(LATER)"), "{}", run);
 }
 
 #[test]
@@ -148,17 +122,17 @@ spec:
       securityContext: { runAsUser: 0, runAsNonRoot: false }
 "#,
     );
-    assert!(run.succeeded(), "{}", show(&run));
-    let app = container(&run, "app");
-    assert!(app.stdout.contains("uid=4242 gid=4343"), "{}", show(&run));
-    assert!(app.stdout.contains("root-is-read-only"), "{}", show(&run));
+    assert!(run.succeeded(), "{run}");
+    let app = run.expect_container("app");
+    assert!(app.stdout.contains("uid=4242 gid=4343"), "{run}");
+    assert!(app.stdout.contains("root-is-read-only"), "{run}");
     assert!(
         run.container("default-user")
             .unwrap()
             .stdout
             .contains("uid=0"),
         "{}",
-        show(&run)
+        run
     );
 }
 
@@ -196,9 +170,9 @@ spec:
   volumes: [ { name: work, emptyDir: { medium: Memory } } ]
 "#,
     );
-    assert!(run.succeeded(), "{}", show(&run));
-    assert_eq!(container(&run, "app").stdout, "one\ntwo\n");
-    assert_eq!(container(&run, "writer").stdout, "read-only\n");
+    assert!(run.succeeded(), "{run}");
+    assert_eq!(run.expect_container("app").stdout, "one\ntwo\n");
+    assert_eq!(run.expect_container("writer").stdout, "read-only\n");
     let on_node = run.pod_dir.join("volumes/kubernetes.io~empty-dir/work/log");
     assert_eq!(std::fs::read_to_string(on_node).unwrap(), "one\ntwo\n");
 }
@@ -215,13 +189,9 @@ spec:
 "#,
     );
     assert!(!run.succeeded());
-    let broken = container(&run, "broken");
+    let broken = run.expect_container("broken");
     assert_eq!((broken.exit_code, broken.stderr.as_str()), (7, "no\n"));
-    assert!(
-        run.containers.is_empty(),
-        "app must not start: {}",
-        show(&run)
-    );
+    assert!(run.containers.is_empty(), "app must not start: {}", run);
 }
 
 #[test]
@@ -263,8 +233,8 @@ spec:
           - downwardAPI: { items: [ { path: namespace, fieldRef: { fieldPath: metadata.namespace } } ] }
 "#,
     );
-    let app = container(&run, "app");
-    assert_eq!(app.exit_code, 0, "{}", show(&run));
+    let app = run.expect_container("app");
+    assert_eq!(app.exit_code, 0, "{run}");
     let lines: Vec<&str> = app.stdout.lines().collect();
     assert_eq!(
         lines[..4],
@@ -275,7 +245,7 @@ spec:
             "FROM_NODE=yes"
         ],
         "{}",
-        show(&run)
+        run
     );
     assert!(
         lines[4].starts_with("-rw-r--r--"),
@@ -297,8 +267,8 @@ spec:
   volumes: [ { name: v, emptyDir: {} } ]
 "#,
     );
-    let app = container(&run, "app");
-    assert_ne!(app.exit_code, 0, "{}", show(&run));
-    assert!(app.stderr.contains("not a directory"), "{}", show(&run));
-    assert!(app.stdout.is_empty(), "{}", show(&run));
+    let app = run.expect_container("app");
+    assert_ne!(app.exit_code, 0, "{run}");
+    assert!(app.stderr.contains("not a directory"), "{run}");
+    assert!(app.stdout.is_empty(), "{run}");
 }

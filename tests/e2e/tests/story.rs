@@ -11,22 +11,24 @@ use akv_env_e2e::story::{CLIENT_ID, OTHER_CLIENT_ID, OTHER_SERVICE_ACCOUNT, Stor
 use fake_keyvault::{GrantMethod, ObjectKind, Throttle};
 use serde_json::{Value, json};
 
-/// The named container's result, or a failure that shows the whole pod.
-fn container<'a>(run: &'a PodRun, name: &str) -> &'a akv_env_e2e::ContainerRun {
-    run.container(name)
-        .unwrap_or_else(|| panic!("container {name} did not run:\n{}", show(run)))
+/// The app image prints `env NAME=value` for each variable it was given.
+fn assert_program_saw(run: &PodRun, name: &str, value: &str) {
+    let line = format!("env {name}={value}\n");
+    assert!(
+        run.expect_container("web").stdout.contains(&line),
+        "{name} not seen by the program:\n{run}"
+    );
 }
 
-fn show(run: &PodRun) -> String {
-    run.all()
-        .map(|c| {
-            format!(
-                "--- {} (exit {}) args {:?}\nstdout:\n{}\nstderr:\n{}",
-                c.name, c.exit_code, c.args, c.stdout, c.stderr
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The `web` container failed (exit 1) before its program printed anything.
+fn program_never_ran(run: &PodRun) -> &akv_env_e2e::ContainerRun {
+    let app = run.expect_container("web");
+    assert_eq!(app.exit_code, 1, "{run}");
+    assert!(
+        !app.stdout.contains("app:"),
+        "the program must not start: {run}"
+    );
+    app
 }
 
 /// Adds an env var to the Deployment's first container.
@@ -63,37 +65,21 @@ async fn the_unmodified_program_gets_its_secrets_and_they_are_nowhere_else() {
     );
 
     let run = story.run(&admitted).unwrap();
-    assert!(run.succeeded(), "{}", show(&run));
-    let app = container(&run, "web");
+    assert!(run.succeeded(), "{run}");
+    let app = run.expect_container("web");
     let v = story.values.clone();
     // The program (from the unmodified image) sees the values, is PID 1 (exec, not a child) and
     // runs with the argv of its image.
-    assert!(
-        app.stdout
-            .contains(&format!("env DB_PASSWORD={}\n", v.db_password)),
-        "{}",
-        show(&run)
-    );
-    assert!(
-        app.stdout
-            .contains(&format!("env API_TOKEN={}\n", v.api_token)),
-        "{}",
-        show(&run)
-    );
-    assert!(
-        app.stdout.contains("env LOG_LEVEL=info\n"),
-        "{}",
-        show(&run)
-    );
+    assert_program_saw(&run, "DB_PASSWORD", &v.db_password);
+    assert_program_saw(&run, "API_TOKEN", &v.api_token);
+    assert!(app.stdout.contains("env LOG_LEVEL=info\n"), "{run}");
     assert!(
         app.stdout.contains("app: pid=1 uid=1000 gid=1000 cwd=/app"),
-        "{}",
-        show(&run)
+        "{run}"
     );
     assert!(
         app.stdout.contains("app: args: [serve] [--port=8080]"),
-        "{}",
-        show(&run)
+        "{run}"
     );
 
     // The vault saw the pod's own identity, through workload identity, and nothing else.
@@ -182,18 +168,12 @@ async fn a_missing_secret_fails_the_container_and_the_program_never_runs() {
     );
     let admission = story.admit(&sa, &deployment).await.unwrap();
     let run = story.run(admission.admitted.as_ref().unwrap()).unwrap();
-    let app = container(&run, "web");
-    assert_eq!(app.exit_code, 1, "{}", show(&run));
-    assert!(
-        !app.stdout.contains("app:"),
-        "the program must not start: {}",
-        show(&run)
-    );
+    let app = program_never_ran(&run);
     let line = app
         .stderr
         .lines()
         .find(|l| l.starts_with("akv-env: FEATURE_FLAG:"))
-        .unwrap_or_else(|| panic!("no line names the env var: {}", show(&run)));
+        .unwrap_or_else(|| panic!("no line names the env var: {run}"));
     assert!(
         line.contains("no-such-secret") && line.contains(VAULT),
         "{line}"
@@ -204,12 +184,8 @@ async fn a_missing_secret_fails_the_container_and_the_program_never_runs() {
         .lines()
         .filter(|l| l.starts_with("akv-env: "))
         .count();
-    assert_eq!(failures, 1, "one line per failing variable: {}", show(&run));
-    assert!(
-        !app.stderr.contains(&story.values.db_password),
-        "{}",
-        show(&run)
-    );
+    assert_eq!(failures, 1, "one line per failing variable: {run}");
+    assert!(!app.stderr.contains(&story.values.db_password), "{run}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,20 +199,9 @@ async fn a_throttled_vault_still_starts_the_pod() {
         window: Duration::from_secs(1),
     }));
     let run = story.run(admission.admitted.as_ref().unwrap()).unwrap();
-    assert!(run.succeeded(), "{}", show(&run));
-    let app = container(&run, "web");
-    assert!(
-        app.stdout
-            .contains(&format!("env DB_PASSWORD={}\n", story.values.db_password)),
-        "{}",
-        show(&run)
-    );
-    assert!(
-        app.stdout
-            .contains(&format!("env API_TOKEN={}\n", story.values.api_token)),
-        "{}",
-        show(&run)
-    );
+    assert!(run.succeeded(), "{run}");
+    assert_program_saw(&run, "DB_PASSWORD", &story.values.db_password);
+    assert_program_saw(&run, "API_TOKEN", &story.values.api_token);
     let accesses = story.vault.accesses();
     assert!(
         accesses.iter().any(|a| a.status == 429),
@@ -270,20 +235,14 @@ async fn kubelet_references_in_args_still_expand_after_wrapping() {
         ])
     );
     let run = story.run(&admitted).unwrap();
-    assert!(run.succeeded(), "{}", show(&run));
-    let app = container(&run, "web");
+    assert!(run.succeeded(), "{run}");
+    let app = run.expect_container("web");
     assert!(
         app.stdout
             .contains("app: args: [--level=info] [$(LOG_LEVEL)] [$(UNDEFINED)]\n"),
-        "{}",
-        show(&run)
+        "{run}"
     );
-    assert!(
-        app.stdout
-            .contains(&format!("env DB_PASSWORD={}\n", story.values.db_password)),
-        "{}",
-        show(&run)
-    );
+    assert_program_saw(&run, "DB_PASSWORD", &story.values.db_password);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,19 +255,13 @@ async fn another_teams_identity_is_refused_and_the_program_never_runs() {
     deployment["spec"]["template"]["spec"]["serviceAccountName"] = json!(OTHER_SERVICE_ACCOUNT);
     let admission = story.admit(&sa, &deployment).await.unwrap();
     let run = story.run(admission.admitted.as_ref().unwrap()).unwrap();
-    let app = container(&run, "web");
-    assert_eq!(app.exit_code, 1, "{}", show(&run));
-    assert!(
-        !app.stdout.contains("app:"),
-        "the program must not start: {}",
-        show(&run)
-    );
+    let app = program_never_ran(&run);
     for var in ["DB_PASSWORD", "API_TOKEN"] {
         let line = app
             .stderr
             .lines()
             .find(|l| l.starts_with(&format!("akv-env: {var}:")))
-            .unwrap_or_else(|| panic!("no line for {var}: {}", show(&run)));
+            .unwrap_or_else(|| panic!("no line for {var}: {run}"));
         assert!(line.contains("forbidden") && line.contains(VAULT), "{line}");
     }
     let accesses = story.vault.accesses();
@@ -363,18 +316,12 @@ async fn a_manifest_injected_offline_is_left_alone_at_admission_and_runs() {
         "admission leaves an injected pod alone"
     );
     let run = story.run(admission.admitted.as_ref().unwrap()).unwrap();
-    assert!(run.succeeded(), "{}", show(&run));
-    let app = container(&run, "web");
-    assert!(
-        app.stdout
-            .contains(&format!("env DB_PASSWORD={}\n", story.values.db_password)),
-        "{}",
-        show(&run)
-    );
+    assert!(run.succeeded(), "{run}");
+    let app = run.expect_container("web");
+    assert_program_saw(&run, "DB_PASSWORD", &story.values.db_password);
     assert!(
         app.stdout.contains("app: args: [serve] [--port=8080]"),
-        "{}",
-        show(&run)
+        "{run}"
     );
     assert!(!printed.contains(&story.values.db_password));
 }

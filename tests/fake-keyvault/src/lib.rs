@@ -129,6 +129,21 @@ impl FakeKeyVault {
         http_addr: SocketAddr,
         opts: Options,
     ) -> anyhow::Result<FakeKeyVault> {
+        let https = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen for HTTPS on {addr}: {e}"))?;
+        let http = std::net::TcpListener::bind(http_addr).map_err(|e| {
+            anyhow::anyhow!("cannot listen for HTTP (managed identity) on {http_addr}: {e}")
+        })?;
+        FakeKeyVault::start_with_listeners(https, http, opts).await
+    }
+
+    /// Starts on listeners the caller bound: how a test serves inside a network namespace of
+    /// its own (e.g. managed identity on IMDS' real address, 169.254.169.254:80).
+    pub async fn start_with_listeners(
+        https: std::net::TcpListener,
+        http: std::net::TcpListener,
+        opts: Options,
+    ) -> anyhow::Result<FakeKeyVault> {
         opts.seed.validate()?;
         check_rate("error_rate", opts.error_rate).map_err(anyhow::Error::msg)?;
         check_rate("drop_rate", opts.drop_rate).map_err(anyhow::Error::msg)?;
@@ -152,14 +167,10 @@ impl FakeKeyVault {
             grants: Mutex::new(Vec::new()),
             identity_header: header_bytes.iter().map(|b| format!("{b:02x}")).collect(),
         });
-        let https = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for HTTPS on {addr}: {e}"))?;
-        let http = tokio::net::TcpListener::bind(http_addr)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot listen for HTTP (managed identity) on {http_addr}: {e}")
-            })?;
+        https.set_nonblocking(true)?;
+        http.set_nonblocking(true)?;
+        let https = tokio::net::TcpListener::from_std(https)?;
+        let http = tokio::net::TcpListener::from_std(http)?;
         let https_addr = https.local_addr()?;
         let http_addr = http.local_addr()?;
         let (shutdown, rx) = watch::channel(false);

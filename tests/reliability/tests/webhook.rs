@@ -9,25 +9,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use akv_env_reliability::bins;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
-
-fn fixture(name: &str) -> Value {
-    let path = bins::workspace_root()
-        .join("webhook/tests/fixtures")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(&path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// A reqwest client trusting the test CA; `fresh` opens a new connection (so a new TLS
 /// handshake against the current certificate) for every request.
@@ -80,7 +68,7 @@ async fn certificate_rotated_under_load_fails_no_review() {
     } = common::start(common::Options::default()).await;
     let addr = server.https_addr;
     let ca = Arc::new(ca);
-    let body = Arc::new(fixture("pod-command.json"));
+    let body = Arc::new(common::fixture("pod-command.json"));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     // Two workers reconnect for every review (handshakes during the swap), two keep their
@@ -142,63 +130,19 @@ async fn certificate_rotated_under_load_fails_no_review() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drops_no_review() {
-    // A "registry" that accepts connections and never answers: reviews of pods without
-    // `command` stay in flight until the registry deadline.
-    let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let registry_addr = registry.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in registry.incoming() {
-            held.push(conn);
-        }
-    });
+    let registry_addr = common::silent_registry();
     let ca = common::TestCa::new();
-    let mut secret = common::SecretDir::new();
-    let (cert, key) = ca.leaf();
-    secret.write(&cert, &key);
-    let mut child = Command::new(bins::webhook().unwrap())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--tls-cert")
-        .arg(secret.cert_path())
-        .arg("--tls-key")
-        .arg(secret.key_path())
-        .args([
-            "--injector-image",
-            common::INJECTOR,
-            "--image-lookup",
-            "true",
-        ])
-        .args(["--insecure-registry", &registry_addr.to_string()])
-        .args(["--registry-timeout", "1500ms", "--admission-timeout", "6s"])
-        .args(["--log-format", "json"])
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines
-            .next()
-            .expect("the webhook exited before listening")
-            .unwrap();
-        let log: Value = serde_json::from_str(&line).unwrap();
-        if log["message"] == "listening" {
-            break log["https_addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let mut webhook = common::WebhookProcess::spawn(
+        &bins::webhook().unwrap(),
+        &ca,
+        registry_addr,
+        &["--registry-timeout", "1500ms", "--admission-timeout", "6s"],
+    );
+    let addr = webhook.https_addr;
 
     let client = client(&ca, false);
-    let fast = Arc::new(fixture("pod-command.json"));
-    let mut slow = fixture("pod-no-command.json");
+    let fast = Arc::new(common::fixture("pod-command.json"));
+    let mut slow = common::fixture("pod-no-command.json");
     slow["request"]["object"]["spec"]["containers"][0]["image"] =
         format!("{registry_addr}/shop/app:1").into();
     let slow = Arc::new(slow);
@@ -241,7 +185,7 @@ async fn sigterm_under_load_drops_no_review() {
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let sigterm = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    webhook.sigterm();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
 
@@ -280,16 +224,6 @@ async fn sigterm_under_load_drops_no_review() {
         before > 10,
         "only {before} reviews under load before SIGTERM"
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the webhook did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = webhook.wait(Duration::from_secs(15));
     assert!(status.success(), "{status}");
 }

@@ -1,12 +1,14 @@
 //! Test harness: a test CA issuing leaf certificates (rcgen), an HTTPS client speaking HTTP/1.1
 //! or HTTP/2 (hyper over tokio-rustls) that reports the certificate the server presented, and
-//! an in-process webhook.
+//! an in-process webhook, and the webhook binary as a child process.
 #![allow(dead_code)]
 
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use akv_env_webhook::admission::Admitter;
 use akv_env_webhook::lookup::EntrypointSource;
@@ -23,6 +25,112 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+/// A "registry" that accepts connections and never says a word: reviews of pods without
+/// `command` stay in flight until the registry deadline.
+pub fn silent_registry() -> SocketAddr {
+    let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = registry.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in registry.incoming() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// `akv-env-webhook serve` as a child process with JSON logs, for what only the binary shows:
+/// signals, exit status, log lines.
+pub struct WebhookProcess {
+    child: Child,
+    pub https_addr: SocketAddr,
+    logs: Option<std::thread::JoinHandle<Vec<String>>>,
+    _secret: SecretDir,
+}
+
+impl WebhookProcess {
+    /// Starts `bin` with a leaf of `ca`, image lookups on, `registry` trusted over plain HTTP,
+    /// and `args` appended; returns once it logs that it listens.
+    pub fn spawn(bin: &Path, ca: &TestCa, registry: SocketAddr, args: &[&str]) -> Self {
+        let mut secret = SecretDir::new();
+        let (cert, key) = ca.leaf();
+        secret.write(&cert, &key);
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--health-listen", "127.0.0.1:0"])
+            .arg("--tls-cert")
+            .arg(secret.cert_path())
+            .arg("--tls-key")
+            .arg(secret.key_path())
+            .args(["--injector-image", INJECTOR, "--image-lookup", "true"])
+            .args(["--insecure-registry", &registry.to_string()])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        // Learn the bound address from the JSON log line.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let https_addr: SocketAddr = loop {
+            let line = lines
+                .next()
+                .expect("the webhook exited before listening")
+                .unwrap();
+            let log: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log lines are JSON ({e}): {line}"));
+            if log["message"] == "listening" {
+                break log["https_addr"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        WebhookProcess {
+            child,
+            https_addr,
+            logs: Some(logs),
+            _secret: secret,
+        }
+    }
+
+    pub fn sigterm(&self) {
+        use nix::sys::signal::{Signal, kill};
+        kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+
+    /// Waits for the process to exit on its own; panics after `within`.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the webhook did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every log line, once the process has exited.
+    pub fn logs(&mut self) -> Vec<String> {
+        self.logs
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for WebhookProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 pub const INJECTOR: &str = "registry.example/akv-env:1.0";
 
@@ -276,10 +384,15 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
+/// A review from `webhook/tests/fixtures`, found from whichever workspace crate includes this
+/// module (the reliability tests borrow it).
 pub fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("webhook/tests/fixtures"))
+        .find(|dir| dir.is_dir())
+        .expect("webhook/tests/fixtures above the crate");
+    let path = fixtures.join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()

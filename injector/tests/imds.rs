@@ -1,0 +1,178 @@
+//! Managed identity through IMDS at its real address, 169.254.169.254:80, which the Azure SDK
+//! hard-codes (no env var moves it). As on an AKS node: the injector runs in a network where
+//! that address answers, with no `IDENTITY_ENDPOINT` (App Service) and no other credential.
+//!
+//! The network is a namespace of the test's own (`unshare(CLONE_NEWNET)` on one thread, whose
+//! children inherit it) with 169.254.169.254 on its loopback; the fake Key Vault serves from
+//! listeners bound in there. Needs root (CI runs as root, like the end-to-end tests) and `ip`
+//! from iproute2 (scripts/setup.sh installs it).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output};
+use std::sync::mpsc;
+
+use common::{BIN, SEED};
+use fake_keyvault::{FakeKeyVault, GrantMethod, Options, Seed};
+use nix::sched::{CloneFlags, unshare};
+
+const IMDS: &str = "169.254.169.254:80";
+
+/// A thread living in a fresh network namespace: it binds listeners there and runs commands
+/// (which inherit the namespace) on request.
+struct Namespace {
+    jobs: mpsc::Sender<(Command, mpsc::Sender<Output>)>,
+}
+
+impl Namespace {
+    /// Enters a new network namespace with loopback up and IMDS' address on it; returns the
+    /// namespace and listeners bound inside it: (vault HTTPS on 127.0.0.1, IMDS).
+    fn start() -> (Namespace, TcpListener, TcpListener) {
+        let euid = nix::unistd::geteuid();
+        assert!(
+            euid.is_root(),
+            "this test needs root for a network namespace (uid {euid}); run it as CI does"
+        );
+        let (jobs, inbox) = mpsc::channel::<(Command, mpsc::Sender<Output>)>();
+        let (ready, listeners) = mpsc::channel();
+        std::thread::spawn(move || {
+            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            for args in [
+                &["link", "set", "lo", "up"][..],
+                &["addr", "add", "169.254.169.254/32", "dev", "lo"][..],
+            ] {
+                let status = Command::new("ip")
+                    .args(args)
+                    .status()
+                    .expect("ip (iproute2) runs; scripts/setup.sh installs it");
+                assert!(status.success(), "ip {args:?}: {status}");
+            }
+            let https = TcpListener::bind("127.0.0.1:0").unwrap();
+            let imds = TcpListener::bind(IMDS).expect("bind IMDS' address in the namespace");
+            ready.send((https, imds)).unwrap();
+            for (mut command, reply) in inbox {
+                let _ = reply.send(command.output().expect("the command starts"));
+            }
+        });
+        let (https, imds) = listeners.recv().expect("the namespace thread is ready");
+        (Namespace { jobs }, https, imds)
+    }
+
+    /// Runs `command` inside the namespace; blocks until it exits.
+    fn run(&self, command: Command) -> Output {
+        let (reply, output) = mpsc::channel();
+        self.jobs.send((command, reply)).unwrap();
+        output.recv().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_identity_reads_through_imds_at_its_real_address() {
+    let (namespace, https, imds) = Namespace::start();
+    let vault_addr: SocketAddr = https.local_addr().unwrap();
+    let kv = FakeKeyVault::start_with_listeners(
+        https,
+        imds,
+        Options {
+            seed: Seed::from_yaml(SEED).unwrap(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, kv.ca_pem()).unwrap();
+
+    // System-assigned (no client id), then user-assigned (AZURE_CLIENT_ID picks it).
+    for (client_id, identity) in [(None, "system"), (Some("app-c"), "app-c")] {
+        kv.clear_records();
+        let mut injector = Command::new(BIN);
+        injector
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("AKV_ENV_CA_FILE", &ca_file)
+            .env(
+                "AKV_ENV_RESOLVE",
+                format!("myvault.vault.azure.net={vault_addr}"),
+            )
+            .env("AKV_ENV_TIMEOUT", "20s")
+            .env("DB_PASSWORD", "db-password@azurekeyvault?vault=myvault")
+            .args(["--", "sh", "-c", "printf '%s' \"$DB_PASSWORD\""]);
+        if let Some(id) = client_id {
+            injector.env("AZURE_CLIENT_ID", id);
+        }
+        let out = tokio::task::block_in_place(|| namespace.run(injector));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{identity}: {}: {stderr}", out.status);
+        assert_eq!(out.stdout, b"hunter2", "{identity}: {stderr}");
+
+        let grants = kv.token_grants();
+        assert!(!grants.is_empty(), "{identity}: no token was issued");
+        for grant in &grants {
+            assert_eq!(
+                (grant.identity.as_str(), grant.method),
+                (identity, GrantMethod::ManagedIdentity),
+                "{grants:?}"
+            );
+        }
+        let reads: Vec<_> = kv
+            .accesses()
+            .into_iter()
+            .filter(|a| a.status == 200)
+            .collect();
+        assert_eq!(reads.len(), 1, "{identity}: {reads:?}");
+        assert_eq!(reads[0].identity.as_deref(), Some(identity));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_imds_managed_identity_fails_clearly_within_the_deadline() {
+    // A namespace where nothing listens at 169.254.169.254:80: a pod on a cluster outside
+    // Azure that was given no identity.
+    let (namespace, https, imds) = Namespace::start();
+    drop(imds);
+    let vault_addr = https.local_addr().unwrap();
+    let kv = FakeKeyVault::start_with_listeners(
+        https,
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        Options {
+            seed: Seed::from_yaml(SEED).unwrap(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, kv.ca_pem()).unwrap();
+    let mut injector = Command::new(BIN);
+    injector
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AKV_ENV_CA_FILE", &ca_file)
+        .env(
+            "AKV_ENV_RESOLVE",
+            format!("myvault.vault.azure.net={vault_addr}"),
+        )
+        .env("AKV_ENV_TIMEOUT", "3s")
+        .env("DB_PASSWORD", "db-password@azurekeyvault?vault=myvault")
+        .args(["--", "sh", "-c", "echo started"]);
+    let out = tokio::task::block_in_place(|| namespace.run(injector));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "the program must not start");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("akv-env: DB_PASSWORD:"))
+        .unwrap_or_else(|| panic!("no line names the variable: {stderr}"));
+    // Blamed on the identity (the SDK was still retrying IMDS), not on the vault.
+    assert!(
+        line.contains("myvault")
+            && line.contains("authentication failed")
+            && line.contains("identity system (managed-identity) got no access token")
+            && line.contains("169.254.169.254"),
+        "{line}"
+    );
+}
