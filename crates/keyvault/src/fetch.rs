@@ -37,7 +37,8 @@ use zeroize::Zeroizing;
 /// How hard to try.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
-    /// Most requests in flight at once.
+    /// Most requests in flight at once. 64 lets 100 objects go in two rounds after the first
+    /// request; a pod still stays far inside Key Vault's 4,000 GETs per 10 s per vault.
     pub concurrency: usize,
     /// Longest single attempt (connect + token + GET); the overall deadline still wins.
     pub attempt_timeout: Duration,
@@ -49,7 +50,7 @@ pub struct FetchOptions {
 impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
-            concurrency: 32,
+            concurrency: 64,
             attempt_timeout: Duration::from_secs(20),
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(8),
