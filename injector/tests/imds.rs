@@ -67,39 +67,67 @@ impl Namespace {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn managed_identity_reads_through_imds_at_its_real_address() {
-    let (namespace, https, imds) = Namespace::start();
-    let vault_addr: SocketAddr = https.local_addr().unwrap();
-    let kv = FakeKeyVault::start_with_listeners(
-        https,
-        imds,
-        Options {
-            seed: Seed::from_yaml(SEED).unwrap(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, kv.ca_pem()).unwrap();
+/// The fake Key Vault serving from listeners bound in a namespace, and the injector pointed at
+/// it with nothing but its CA, its address and a placeholder: no identity variables at all.
+struct Vault {
+    kv: FakeKeyVault,
+    addr: SocketAddr,
+    ca_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
 
-    // System-assigned (no client id), then user-assigned (AZURE_CLIENT_ID picks it).
-    for (client_id, identity) in [(None, "system"), (Some("app-c"), "app-c")] {
-        kv.clear_records();
+impl Vault {
+    async fn start(https: TcpListener, managed_identity: TcpListener) -> Vault {
+        let addr = https.local_addr().unwrap();
+        let kv = FakeKeyVault::start_with_listeners(
+            https,
+            managed_identity,
+            Options {
+                seed: Seed::from_yaml(SEED).unwrap(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, kv.ca_pem()).unwrap();
+        Vault {
+            kv,
+            addr,
+            ca_file,
+            _dir: dir,
+        }
+    }
+
+    /// `akv-env -- sh -c SCRIPT` with `DB_PASSWORD` a placeholder.
+    fn injector(&self, timeout: &str, script: &str) -> Command {
         let mut injector = Command::new(BIN);
         injector
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("AKV_ENV_CA_FILE", &ca_file)
+            .env("AKV_ENV_CA_FILE", &self.ca_file)
             .env(
                 "AKV_ENV_RESOLVE",
-                format!("myvault.vault.azure.net={vault_addr}"),
+                format!("myvault.vault.azure.net={}", self.addr),
             )
-            .env("AKV_ENV_TIMEOUT", "20s")
+            .env("AKV_ENV_TIMEOUT", timeout)
             .env("DB_PASSWORD", "db-password@azurekeyvault?vault=myvault")
-            .args(["--", "sh", "-c", "printf '%s' \"$DB_PASSWORD\""]);
+            .args(["--", "sh", "-c", script]);
+        injector
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_identity_reads_through_imds_at_its_real_address() {
+    let (namespace, https, imds) = Namespace::start();
+    let vault = Vault::start(https, imds).await;
+    let kv = &vault.kv;
+
+    // System-assigned (no client id), then user-assigned (AZURE_CLIENT_ID picks it).
+    for (client_id, identity) in [(None, "system"), (Some("app-c"), "app-c")] {
+        kv.clear_records();
+        let mut injector = vault.injector("20s", "printf '%s' \"$DB_PASSWORD\"");
         if let Some(id) = client_id {
             injector.env("AZURE_CLIENT_ID", id);
         }
@@ -133,32 +161,8 @@ async fn without_imds_managed_identity_fails_clearly_within_the_deadline() {
     // Azure that was given no identity.
     let (namespace, https, imds) = Namespace::start();
     drop(imds);
-    let vault_addr = https.local_addr().unwrap();
-    let kv = FakeKeyVault::start_with_listeners(
-        https,
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        Options {
-            seed: Seed::from_yaml(SEED).unwrap(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, kv.ca_pem()).unwrap();
-    let mut injector = Command::new(BIN);
-    injector
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("AKV_ENV_CA_FILE", &ca_file)
-        .env(
-            "AKV_ENV_RESOLVE",
-            format!("myvault.vault.azure.net={vault_addr}"),
-        )
-        .env("AKV_ENV_TIMEOUT", "3s")
-        .env("DB_PASSWORD", "db-password@azurekeyvault?vault=myvault")
-        .args(["--", "sh", "-c", "echo started"]);
+    let vault = Vault::start(https, TcpListener::bind("127.0.0.1:0").unwrap()).await;
+    let injector = vault.injector("3s", "echo started");
     let out = tokio::task::block_in_place(|| namespace.run(injector));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
