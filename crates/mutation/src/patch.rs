@@ -1,0 +1,201 @@
+//! The second step: the JSON patch against the JSON the API server sent, given the entrypoints.
+
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use serde_json::{Value, json};
+
+use crate::config::{ANNOTATION_STATUS, DEFAULT_VAULT_ENV, INSTALL_MOUNT_PATH, STATUS_INJECTED};
+use crate::entrypoint;
+use crate::error::{Denial, Problem};
+use crate::plan::{ContainerRef, Entrypoints, Plan};
+
+/// The result: one JSON patch, warnings for the client, and the containers that were wrapped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+    pub wrapped: Vec<ContainerRef>,
+}
+
+impl Plan<'_> {
+    /// The JSON patch, given the entrypoints of [`Plan::images_to_look_up`]'s images.
+    pub fn patch(&self, entrypoints: &Entrypoints) -> Result<Mutation, Denial> {
+        let mut mutation = Mutation {
+            patch: Patch(Vec::new()),
+            warnings: self.warnings.clone(),
+            wrapped: Vec::new(),
+        };
+        if self.skip.is_some() {
+            return Ok(mutation);
+        }
+        let config = self.config;
+        let mut problems = Vec::new();
+        let ops = &mut mutation.patch.0;
+
+        // Annotations first; container paths use the original indices, so the init container
+        // is inserted at index 0 only after every existing init container has been patched.
+        if self.has_annotations {
+            ops.push(add(
+                &["metadata", "annotations", ANNOTATION_STATUS],
+                json!(STATUS_INJECTED),
+            ));
+        } else if self.has_metadata {
+            ops.push(add(
+                &["metadata", "annotations"],
+                json!({ ANNOTATION_STATUS: STATUS_INJECTED }),
+            ));
+        } else {
+            // A pod template may have no metadata at all.
+            ops.push(add(
+                &["metadata"],
+                json!({ "annotations": { ANNOTATION_STATUS: STATUS_INJECTED } }),
+            ));
+        }
+
+        for target in &self.targets {
+            let image = if target.command.is_empty() {
+                match entrypoints.get(&target.image) {
+                    Some(Ok(image)) => Some(image),
+                    Some(Err(reason)) => {
+                        problems.push(Problem::EntrypointUnknown {
+                            container: target.container.clone(),
+                            image: target.image.clone(),
+                            reason: reason.clone(),
+                        });
+                        continue;
+                    }
+                    None => {
+                        problems.push(Problem::EntrypointUnknown {
+                            container: target.container.clone(),
+                            image: target.image.clone(),
+                            reason: "it was not looked up".to_owned(),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let argv = entrypoint::effective_argv(&target.command, &target.args, image)
+                .filter(|argv| !argv.is_empty());
+            let Some(argv) = argv else {
+                problems.push(Problem::NoProgram {
+                    container: target.container.clone(),
+                    image: target.image.clone(),
+                });
+                continue;
+            };
+            let base = [
+                "spec".to_owned(),
+                target.container.kind.field().to_owned(),
+                target.container.index.to_string(),
+            ];
+            let at = |key: &str| {
+                let mut path = base.to_vec();
+                path.push(key.to_owned());
+                path
+            };
+            ops.push(set(
+                target.has_command,
+                &at("command"),
+                json!([config.injector_path()]),
+            ));
+            ops.push(set(
+                target.has_args,
+                &at("args"),
+                json!(entrypoint::wrapped_args(argv)),
+            ));
+            if let Some(vault) = self
+                .default_vault
+                .as_ref()
+                .filter(|_| !target.sets_default_vault)
+            {
+                let var = json!({ "name": DEFAULT_VAULT_ENV, "value": vault.to_string() });
+                ops.push(append(target.has_env, &at("env"), var));
+            }
+            let mount = json!({
+                "name": config.volume_name,
+                "mountPath": config.mount_path,
+                "readOnly": true,
+            });
+            ops.push(append(target.has_volume_mounts, &at("volumeMounts"), mount));
+            mutation.wrapped.push(target.container.clone());
+        }
+        if !problems.is_empty() {
+            return Err(Denial { problems });
+        }
+
+        let volume = json!({
+            "name": config.volume_name,
+            "emptyDir": { "medium": "Memory", "sizeLimit": config.volume_size_limit },
+        });
+        ops.push(append(self.has_volumes, &["spec", "volumes"], volume));
+        let init = self.init_container();
+        if self.has_init_containers {
+            ops.push(add(&["spec", "initContainers", "0"], init));
+        } else {
+            ops.push(add(&["spec", "initContainers"], json!([init])));
+        }
+        Ok(mutation)
+    }
+
+    /// The init container copying the binary into the shared volume. It passes Pod Security
+    /// "restricted" on its own: non-root, no privilege escalation, no capabilities, read-only
+    /// root filesystem, RuntimeDefault seccomp.
+    fn init_container(&self) -> Value {
+        let config = self.config;
+        json!({
+            "name": config.init_container_name,
+            "image": config.injector_image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/akv-env", "install", INSTALL_MOUNT_PATH],
+            "volumeMounts": [{ "name": config.volume_name, "mountPath": INSTALL_MOUNT_PATH }],
+            "resources": config.resources,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "allowPrivilegeEscalation": false,
+                "privileged": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": { "drop": ["ALL"] },
+                "seccompProfile": { "type": "RuntimeDefault" },
+            },
+        })
+    }
+}
+
+fn pointer<S: AsRef<str>>(tokens: &[S]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().map(|t| Token::new(t.as_ref())))
+}
+
+fn add<S: AsRef<str>>(path: &[S], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+/// `replace` when the field exists in the original JSON, else `add`.
+fn set<S: AsRef<str>>(exists: bool, path: &[S], value: Value) -> PatchOperation {
+    if exists {
+        PatchOperation::Replace(ReplaceOperation {
+            path: pointer(path),
+            value,
+        })
+    } else {
+        add(path, value)
+    }
+}
+
+/// Appends to an array, creating it when the original JSON has none.
+fn append<S: AsRef<str>>(exists: bool, path: &[S], item: Value) -> PatchOperation {
+    if exists {
+        let mut tokens: Vec<&str> = path.iter().map(AsRef::as_ref).collect();
+        tokens.push("-");
+        add(&tokens, item)
+    } else {
+        add(path, json!([item]))
+    }
+}

@@ -1,0 +1,400 @@
+//! The first step: read the pod, validate every placeholder, decide which containers to wrap.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use akv_placeholder::Vault;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{
+    ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT, ARCH_NODE_SELECTOR, Config,
+    DEFAULT_VAULT_ENV,
+};
+use crate::entrypoint::ImageEntrypoint;
+use crate::error::{Denial, Problem};
+
+/// Which list a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerKind {
+    Container,
+    InitContainer,
+}
+
+impl ContainerKind {
+    pub(crate) fn field(self) -> &'static str {
+        match self {
+            ContainerKind::Container => "containers",
+            ContainerKind::InitContainer => "initContainers",
+        }
+    }
+}
+
+/// A container of the pod, as written in the original object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerRef {
+    pub kind: ContainerKind,
+    /// Its index in the original list (before the init container is inserted).
+    pub index: usize,
+    pub name: String,
+}
+
+impl fmt::Display for ContainerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ContainerKind::Container => write!(f, "container \"{}\"", self.name),
+            ContainerKind::InitContainer => write!(f, "init container \"{}\"", self.name),
+        }
+    }
+}
+
+/// An image whose ENTRYPOINT/CMD the caller must look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLookup {
+    pub container: ContainerRef,
+    pub image: String,
+}
+
+/// The caller's answers, by image reference: the entrypoint, or why it could not be read
+/// (e.g. "image lookups are disabled", "the registry did not answer within 5s").
+pub type Entrypoints = HashMap<String, Result<ImageEntrypoint, String>>;
+
+/// Why a pod is left exactly as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// `akv-env.io/inject: "false"`.
+    OptedOut,
+    /// `akv-env.io/status` is present: this pod was mutated already.
+    AlreadyMutated,
+    /// No container or init container holds a placeholder.
+    NoPlaceholders,
+}
+
+/// A container that will be wrapped, with what the patch needs to know about its JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) container: ContainerRef,
+    pub(crate) image: String,
+    pub(crate) command: Vec<String>,
+    pub(crate) args: Vec<String>,
+    pub(crate) has_command: bool,
+    pub(crate) has_args: bool,
+    pub(crate) has_env: bool,
+    pub(crate) has_volume_mounts: bool,
+    pub(crate) sets_default_vault: bool,
+}
+
+/// The first step's result: what will be done, pending image lookups.
+#[derive(Debug, Clone)]
+pub struct Plan<'c> {
+    pub(crate) config: &'c Config,
+    pub(crate) skip: Option<Skip>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) default_vault: Option<Vault>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) has_metadata: bool,
+    pub(crate) has_annotations: bool,
+    pub(crate) has_init_containers: bool,
+    pub(crate) has_volumes: bool,
+    pub(crate) arch: Option<String>,
+    pub(crate) service_account: String,
+    pub(crate) image_pull_secrets: Vec<String>,
+}
+
+/// Reads a pod (or a pod template: any object with `metadata` and `spec`) and validates every
+/// placeholder. `namespace_vault` is the namespace's `akv-env.io/vault` annotation, if any.
+pub fn plan<'c>(
+    pod: &Value,
+    namespace_vault: Option<&str>,
+    config: &'c Config,
+) -> Result<Plan<'c>, Denial> {
+    let metadata: ObjectMeta = match pod.get("metadata") {
+        None | Some(Value::Null) => ObjectMeta::default(),
+        Some(m) => {
+            ObjectMeta::deserialize(m).map_err(|e| Problem::InvalidPod(format!("metadata: {e}")))?
+        }
+    };
+    let spec: PodSpec = match pod.get("spec") {
+        None | Some(Value::Null) => return Err(Problem::InvalidPod("it has no spec".into()).into()),
+        Some(s) => {
+            PodSpec::deserialize(s).map_err(|e| Problem::InvalidPod(format!("spec: {e}")))?
+        }
+    };
+    let annotations = metadata.annotations.unwrap_or_default();
+
+    let mut plan = Plan {
+        config,
+        skip: None,
+        targets: Vec::new(),
+        default_vault: None,
+        warnings: Vec::new(),
+        has_metadata: pod.get("metadata").is_some_and(Value::is_object),
+        has_annotations: pod
+            .pointer("/metadata/annotations")
+            .is_some_and(Value::is_object),
+        has_init_containers: pod
+            .pointer("/spec/initContainers")
+            .is_some_and(Value::is_array),
+        has_volumes: pod.pointer("/spec/volumes").is_some_and(Value::is_array),
+        arch: spec
+            .node_selector
+            .as_ref()
+            .and_then(|s| s.get(ARCH_NODE_SELECTOR).cloned()),
+        service_account: spec
+            .service_account_name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_owned()),
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect(),
+    };
+
+    if annotations
+        .get(ANNOTATION_INJECT)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+    {
+        plan.skip = Some(Skip::OptedOut);
+        return Ok(plan);
+    }
+    if annotations.contains_key(ANNOTATION_STATUS) {
+        plan.skip = Some(Skip::AlreadyMutated);
+        return Ok(plan);
+    }
+
+    let mut problems = Vec::new();
+    let default_vault = match annotations.get(ANNOTATION_VAULT) {
+        Some(v) => Vault::parse(v.trim())
+            .map(Some)
+            .map_err(|e| ("pod", e.to_string())),
+        None => match namespace_vault {
+            Some(v) => Vault::parse(v.trim())
+                .map(Some)
+                .map_err(|e| ("namespace", e.to_string())),
+            None => Ok(config.default_vault.clone()),
+        },
+    };
+    let default_vault = default_vault.unwrap_or_else(|(origin, error)| {
+        problems.push(Problem::BadVaultAnnotation { origin, error });
+        None
+    });
+
+    let no_init_containers = Vec::new();
+    let lists = [
+        (
+            ContainerKind::Container,
+            "/spec/containers",
+            &spec.containers,
+        ),
+        (
+            ContainerKind::InitContainer,
+            "/spec/initContainers",
+            spec.init_containers.as_ref().unwrap_or(&no_init_containers),
+        ),
+    ];
+    let mut env_from = Vec::new();
+    for (kind, pointer, containers) in lists {
+        for (index, container) in containers.iter().enumerate() {
+            let reference = ContainerRef {
+                kind,
+                index,
+                name: container.name.clone(),
+            };
+            if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+                env_from.push(container.name.clone());
+            }
+            let raw = pod.pointer(&format!("{pointer}/{index}"));
+            if let Some(target) = examine(
+                reference,
+                container,
+                raw,
+                default_vault.is_some(),
+                &mut problems,
+            ) {
+                plan.targets.push(target);
+            }
+        }
+    }
+    if !env_from.is_empty() {
+        plan.warnings.push(format!(
+            "akv-env: envFrom is not scanned for @azurekeyvault placeholders (containers: {}); \
+             put placeholders in env[].value",
+            env_from.join(", ")
+        ));
+    }
+
+    if !plan.targets.is_empty() {
+        if let Some(os) = spec.os.as_ref().map(|os| os.name.as_str())
+            && !os.eq_ignore_ascii_case("linux")
+        {
+            problems.push(Problem::UnsupportedOs { os: os.to_owned() });
+        }
+        let names = |key: &str| -> Vec<String> {
+            pod.pointer(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        };
+        if names("/spec/volumes").contains(&config.volume_name) {
+            problems.push(Problem::NameClash {
+                what: "a volume",
+                name: config.volume_name.clone(),
+            });
+        }
+        let container_names: Vec<String> = names("/spec/containers")
+            .into_iter()
+            .chain(names("/spec/initContainers"))
+            .collect();
+        if container_names.contains(&config.init_container_name) {
+            problems.push(Problem::NameClash {
+                what: "a container",
+                name: config.init_container_name.clone(),
+            });
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(Denial { problems });
+    }
+    if plan.targets.is_empty() {
+        plan.skip = Some(Skip::NoPlaceholders);
+    }
+    plan.default_vault = default_vault;
+    Ok(plan)
+}
+
+/// Whether [`plan`] would use the namespace's `akv-env.io/vault` annotation: the pod is in
+/// scope, names no vault itself and holds a placeholder. Lets the webhook skip the API call for
+/// most pods.
+pub fn needs_namespace_vault(pod: &Value) -> bool {
+    let annotation = |key: &str| {
+        pod.get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    };
+    if annotation(ANNOTATION_INJECT).is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+        || annotation(ANNOTATION_STATUS).is_some()
+        || annotation(ANNOTATION_VAULT).is_some()
+    {
+        return false;
+    }
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| pod.get("spec")?.get(list)?.as_array())
+        .flatten()
+        .filter_map(|c| c.get("env")?.as_array())
+        .flatten()
+        .filter_map(|e| e.get("value")?.as_str())
+        .any(akv_placeholder::is_placeholder)
+}
+
+/// Validates a container's placeholders; returns it as a target if it holds any.
+fn examine(
+    container: ContainerRef,
+    typed: &Container,
+    raw: Option<&Value>,
+    has_default_vault: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<Target> {
+    let env = typed.env.as_deref().unwrap_or_default();
+    let own_default = env.iter().find(|e| e.name == DEFAULT_VAULT_ENV);
+    if let Some(value) = own_default.and_then(|e| e.value.as_deref())
+        && let Err(e) = Vault::parse(value)
+    {
+        problems.push(Problem::BadDefaultVaultEnv {
+            container: container.clone(),
+            error: e.to_string(),
+        });
+    }
+    let mut holds_placeholder = false;
+    for var in env {
+        let Some(value) = var.value.as_deref() else {
+            continue;
+        };
+        match akv_placeholder::parse(value) {
+            Ok(None) => {}
+            Ok(Some(reference)) => {
+                holds_placeholder = true;
+                if reference.vault.is_none() && !has_default_vault && own_default.is_none() {
+                    problems.push(Problem::NoVault {
+                        container: container.clone(),
+                        env: var.name.clone(),
+                    });
+                }
+            }
+            Err(error) => {
+                holds_placeholder = true;
+                problems.push(Problem::BadPlaceholder {
+                    container: container.clone(),
+                    env: var.name.clone(),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+    if !holds_placeholder {
+        return None;
+    }
+    let has = |key: &str| raw.and_then(|r| r.get(key)).is_some();
+    Some(Target {
+        image: typed.image.clone().unwrap_or_default(),
+        command: typed.command.clone().unwrap_or_default(),
+        args: typed.args.clone().unwrap_or_default(),
+        has_command: has("command"),
+        has_args: has("args"),
+        has_env: raw.and_then(|r| r.get("env")).is_some_and(Value::is_array),
+        has_volume_mounts: raw
+            .and_then(|r| r.get("volumeMounts"))
+            .is_some_and(Value::is_array),
+        sets_default_vault: own_default.is_some(),
+        container,
+    })
+}
+
+impl Plan<'_> {
+    /// Why nothing will change, if nothing will.
+    pub fn skipped(&self) -> Option<Skip> {
+        self.skip
+    }
+
+    /// The containers to wrap that have no `command`: their image's ENTRYPOINT/CMD is needed.
+    pub fn images_to_look_up(&self) -> Vec<ImageLookup> {
+        self.targets
+            .iter()
+            .filter(|t| t.command.is_empty())
+            .map(|t| ImageLookup {
+                container: t.container.clone(),
+                image: t.image.clone(),
+            })
+            .collect()
+    }
+
+    /// The pod's `kubernetes.io/arch` node selector: the platform to pick from an image index.
+    pub fn arch(&self) -> Option<&str> {
+        self.arch.as_deref()
+    }
+
+    /// The pod's service account (`default` when unset), whose pull secrets also apply.
+    pub fn service_account(&self) -> &str {
+        &self.service_account
+    }
+
+    /// The names of the pod's own `imagePullSecrets`.
+    pub fn image_pull_secrets(&self) -> &[String] {
+        &self.image_pull_secrets
+    }
+
+    /// The vault placeholders without `vault=` will use, after annotations and defaults.
+    pub fn default_vault(&self) -> Option<&Vault> {
+        self.default_vault.as_ref()
+    }
+}
