@@ -1,28 +1,47 @@
 #!/usr/bin/env bash
-# Builds the static injector: x86_64-unknown-linux-musl, release profile (opt-level "z", LTO,
-# strip), then checks it is a static-pie with no dynamic dependencies and prints its size.
-# Needs the musl target and musl-gcc (ring compiles C): both come from scripts/setup.sh.
-# Usage: scripts/build-static.sh        -> prints the binary's path on the last line
+# Builds one static (musl) binary of the release for one architecture, checks it is a static PIE
+# for that architecture with no dynamic dependencies, and prints its size and path.
+#   akv-env          release profile (opt-level "z", LTO, strip): small, it is copied into pods
+#   akv-env-webhook  release-webhook profile (opt-level 3, LTO, strip): speed under load
+# Compiler, linker and flags per target are in .cargo/config.toml (tools from scripts/setup.sh).
+# Usage: scripts/build-static.sh [ARCH] [BINARY]
+#   ARCH    amd64 (default, x86_64-unknown-linux-musl) | arm64 (aarch64-unknown-linux-musl)
+#   BINARY  akv-env (default) | akv-env-webhook
+# The last line of stdout is the binary's path.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-TARGET=x86_64-unknown-linux-musl
-export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
-# Static PIE: musl's own static-pie start files, no libc.so at run time.
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="${CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS:--C target-feature=+crt-static -C relocation-model=pie}"
-cargo build --release --locked -p akv-env --target "$TARGET" >&2
+die() { echo "build-static: $*" >&2; exit 1; }
+
+ARCH="${1:-amd64}"
+BINARY="${2:-akv-env}"
+case "$ARCH" in
+  amd64) TARGET=x86_64-unknown-linux-musl; MACHINE="x86-64" ;;
+  arm64) TARGET=aarch64-unknown-linux-musl; MACHINE="ARM aarch64" ;;
+  *) die "unknown architecture $ARCH (amd64 or arm64)" ;;
+esac
+case "$BINARY" in
+  akv-env) PROFILE=release ;;
+  akv-env-webhook) PROFILE=release-webhook ;;
+  *) die "unknown binary $BINARY (akv-env or akv-env-webhook)" ;;
+esac
+
+cargo build --profile "$PROFILE" --locked -p "$BINARY" --bin "$BINARY" --target "$TARGET" >&2
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/$TARGET/release/akv-env"
+BIN="$TARGET_DIR/$TARGET/$PROFILE/$BINARY"
 desc="$(file -b "$BIN")"
 echo "file: $desc" >&2
 case "$desc" in
   *static-pie*|*"statically linked"*) ;;
-  *) echo "build-static: $BIN is not statically linked" >&2; exit 1 ;;
+  *) die "$BIN is not statically linked" ;;
 esac
-# glibc's ldd exits 0 and says "statically linked" for a static-pie; any "=>" is a library.
-if ldd "$BIN" 2>&1 | grep -q '=>'; then
-  echo "build-static: ldd found dynamic dependencies in $BIN" >&2; exit 1
+[[ "$desc" == *"$MACHINE"* ]] || die "$BIN is not a $MACHINE binary: $desc"
+# Nothing to load at run time: no interpreter, no DT_NEEDED (ldd cannot read a foreign arch).
+if LC_ALL=C readelf -l "$BIN" | grep -q 'Requesting program interpreter'; then
+  die "$BIN asks for a program interpreter"
 fi
-echo "ldd: $(ldd "$BIN" 2>&1 | tr -d '\t')" >&2
-echo "size: $(stat -c %s "$BIN") bytes" >&2
+if LC_ALL=C readelf -d "$BIN" | grep -q '(NEEDED)'; then
+  die "$BIN needs shared libraries: $(readelf -d "$BIN" | grep '(NEEDED)' | tr -s ' ')"
+fi
+echo "size: $(stat -c %s "$BIN") bytes ($ARCH $BINARY)" >&2
 echo "$BIN"

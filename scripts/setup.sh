@@ -16,7 +16,12 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # docker-registry, skopeo, umoci: a real OCI registry and image tooling without a Docker engine.
 # runc: runs the end-to-end pods. musl-tools: the static injector (ring builds C for musl).
 # iproute2: network namespaces (managed identity at IMDS' real address, 169.254.169.254).
-APT_PACKAGES=(musl-tools file openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils busybox-static time iproute2)
+# gcc-aarch64-linux-gnu: C compiler and linker driver for the arm64 (aarch64 musl) builds (ring
+# compiles C against libc6-dev-arm64-cross's headers; Rust's musl target brings its own libc.a and
+# start files, so the binary is static musl). qemu-user-static: runs the
+# arm64 injector here, for its tests.
+APT_PACKAGES=(musl-tools file binutils openssl curl ca-certificates docker-registry skopeo umoci runc apache2-utils busybox-static time iproute2
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -31,10 +36,13 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 
 # --- Rust ------------------------------------------------------------------------------------
-if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-  log "adding Rust target x86_64-unknown-linux-musl"
-  rustup target add x86_64-unknown-linux-musl >/dev/null
-fi
+# The release's two architectures (the musl settings for both live in .cargo/config.toml).
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    log "adding Rust target $target"
+    rustup target add "$target" >/dev/null
+  fi
+done
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked >/dev/null

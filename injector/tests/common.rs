@@ -13,6 +13,46 @@ use tokio::process::Command;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_akv-env");
 
+/// The injector under test: this build (`BIN`), or `AKV_ENV_INJECTOR_BIN` (another
+/// architecture's static build, e.g. the arm64 one) started through `AKV_ENV_INJECTOR_RUNNER`
+/// (e.g. `qemu-aarch64-static`). scripts/test.sh runs these tests both ways.
+pub fn injector_command() -> std::process::Command {
+    command_for(&injector_binary())
+}
+
+/// Runs `bin` (the injector under test or a copy of it) through `AKV_ENV_INJECTOR_RUNNER`.
+pub fn command_for(bin: &Path) -> std::process::Command {
+    match std::env::var_os("AKV_ENV_INJECTOR_RUNNER").filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            // An absolute path: the tests give the child PATHs that may not hold the runner.
+            let runner = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join(&runner))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from(&runner));
+            let mut c = std::process::Command::new(runner);
+            c.arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    }
+}
+
+/// The binary [`injector_command`] runs.
+pub fn injector_binary() -> PathBuf {
+    match std::env::var_os("AKV_ENV_INJECTOR_BIN").filter(|b| !b.is_empty()) {
+        Some(bin) => {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "AKV_ENV_INJECTOR_BIN={}: no such file",
+                bin.display()
+            );
+            bin
+        }
+        None => PathBuf::from(BIN),
+    }
+}
+
 pub const SEED: &str = r#"
 identities:
   - { client_id: app-a, client_secret: s3cret-a }
@@ -101,7 +141,7 @@ impl Harness {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = Command::new(BIN);
+        let mut c = Command::from(injector_command());
         c.env_clear()
             .current_dir(self.dir.path())
             .env("PATH", "/usr/bin:/bin")

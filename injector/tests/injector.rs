@@ -518,7 +518,7 @@ async fn non_utf8_values_pass_through_byte_for_byte() {
 async fn install_copies_itself_atomically_with_mode_0755() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
+    let out = injector_command()
         .env_clear()
         .arg("install")
         .arg(dir.path())
@@ -536,17 +536,17 @@ async fn install_copies_itself_atomically_with_mode_0755() {
         std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777,
         0o755
     );
-    assert_eq!(std::fs::read(&target).unwrap(), std::fs::read(BIN).unwrap());
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(injector_binary()).unwrap()
+    );
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec!["akv-env"]);
-    // The copy works.
-    let v = std::process::Command::new(&target)
-        .arg("version")
-        .output()
-        .unwrap();
+    // The copy works (through the same runner, for another architecture's build).
+    let v = command_for(&target).arg("version").output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&v.stdout).trim(),
         format!("akv-env {}", env!("CARGO_PKG_VERSION"))

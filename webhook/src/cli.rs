@@ -10,6 +10,11 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use crate::acr::{AcrIdentity, AcrSettings};
 use crate::duration::parse_duration;
 
+/// The injector image `scripts/release.sh` publishes for this version: what `inject` uses
+/// when no `--injector-image` is given (like `linkerd inject`).
+pub const RELEASED_INJECTOR_IMAGE: &str =
+    concat!("ghcr.io/akv-env/akv-env:", env!("CARGO_PKG_VERSION"));
+
 #[derive(Debug, Parser)]
 #[command(
     name = "akv-env-webhook",
@@ -276,11 +281,11 @@ pub struct InjectArgs {
     pub file: PathBuf,
 
     /// Image holding the static `akv-env` binary at /akv-env (run by the added init
-    /// container). Not needed with --check.
+    /// container). Default: the released injector image of this version.
     #[arg(
         long,
         env = "AKV_ENV_WEBHOOK_INJECTOR_IMAGE",
-        required_unless_present = "check"
+        default_value = RELEASED_INJECTOR_IMAGE
     )]
     pub injector_image: Option<String>,
 

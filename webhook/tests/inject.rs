@@ -550,3 +550,41 @@ fn a_registry_ca_file_that_cannot_be_used_stops_start_up_naming_it() {
         assert!(stderr.contains(&named), "{named:?} not in {stderr}");
     }
 }
+
+#[test]
+fn without_injector_image_the_released_image_of_this_version_is_used() {
+    let pod = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - name: a\n      image: a\n      command: [/a]\n      env: [{name: X, value: \"x@azurekeyvault?vault=kv-one\"}]\n";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_akv-env-webhook"))
+        .args(["inject", "-f", "-", "--log-format", "text"])
+        .env_remove("AKV_ENV_WEBHOOK_INJECTOR_IMAGE")
+        .env_remove("AKV_ENV_WEBHOOK_DEFAULT_VAULT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pod.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let init = &docs[0]["spec"]["initContainers"][0];
+    // What scripts/release.sh pushes: ghcr.io/akv-env/akv-env:<this version>.
+    assert_eq!(
+        init["image"].as_str(),
+        Some(format!("ghcr.io/akv-env/akv-env:{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "{init:?}"
+    );
+    assert_eq!(
+        akv_env_webhook::cli::RELEASED_INJECTOR_IMAGE,
+        format!("ghcr.io/akv-env/akv-env:{}", env!("CARGO_PKG_VERSION"))
+    );
+}
