@@ -229,6 +229,63 @@ pub struct ServeArgs {
     /// How long shutdown (SIGTERM) waits for in-flight reviews.
     #[arg(long, env = "AKV_ENV_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one client can make the webhook hold (see `limits.rs`).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Deadline for a TLS handshake and for each request head (also the longest wait for the
+    /// next request on an HTTP/1.1 connection).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Deadline for reading one review body (408 after it).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_BODY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A connection without a request in flight for this long is closed (HTTP/2: GOAWAY).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Interval of HTTP/2 keep-alive pings; a peer silent for one more header timeout is dropped.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// Open connections on the HTTPS port; more are closed on accept.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+
+    /// Open connections on the health/metrics port; more are closed on accept.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_HEALTH_MAX_CONNECTIONS", default_value_t = 64)]
+    pub health_max_connections: usize,
+
+    /// Reviews decided at once; more are answered 503 at once (the API server applies the
+    /// failure policy and the pod's controller retries) instead of queueing past its timeout.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_MAX_REVIEWS", default_value_t = 64)]
+    pub max_reviews: usize,
+
+    /// Bytes of review bodies held in memory at once across all connections (503 past it);
+    /// keep it well under the container's memory limit.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_BODY_MEMORY", default_value_t = 64 * 1024 * 1024)]
+    pub body_memory: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            keepalive_interval: self.keepalive_interval,
+            max_connections: self.max_connections,
+            health_max_connections: self.health_max_connections,
+            max_reviews: self.max_reviews,
+            body_memory: self.body_memory,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -246,6 +303,33 @@ impl ServeArgs {
                 "--body-limit {} is too small for any review",
                 self.body_limit
             ));
+        }
+        let limits = &self.limits;
+        if limits.body_memory < self.body_limit {
+            return Err(format!(
+                "--body-memory ({}) must be at least --body-limit ({}), or the largest review \
+                 could never be read",
+                limits.body_memory, self.body_limit
+            ));
+        }
+        for (flag, value) in [
+            ("--max-connections", limits.max_connections),
+            ("--health-max-connections", limits.health_max_connections),
+            ("--max-reviews", limits.max_reviews),
+        ] {
+            if value == 0 || value > u32::MAX as usize / 2 {
+                return Err(format!("{flag} {value} must be between 1 and 2147483647"));
+            }
+        }
+        for (flag, value) in [
+            ("--header-timeout", limits.header_timeout),
+            ("--body-timeout", limits.body_timeout),
+            ("--idle-timeout", limits.idle_timeout),
+            ("--keepalive-interval", limits.keepalive_interval),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{flag} must be longer than zero"));
+            }
         }
         Ok(())
     }

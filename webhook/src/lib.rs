@@ -8,6 +8,7 @@ pub mod admission;
 pub mod cli;
 pub mod duration;
 pub mod inject;
+pub mod limits;
 pub mod lookup;
 pub mod metrics;
 pub mod namespaces;

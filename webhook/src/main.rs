@@ -102,7 +102,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_limit: args.body_limit,
         cert_reload_interval: args.cert_reload_interval,
         shutdown_grace: args.shutdown_grace,
-        handshake_timeout: Duration::from_secs(10),
+        limits: args.limits.limits(),
     };
     let server = Server::start(settings, admitter, certs).await?;
     wait_for_signal().await?;
@@ -244,7 +244,7 @@ async fn floor(args: FloorArgs) -> anyhow::Result<ExitCode> {
         body_limit: 3 * 1024 * 1024,
         cert_reload_interval: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(5),
-        handshake_timeout: Duration::from_secs(10),
+        limits: akv_env_webhook::limits::Limits::default(),
     };
     let server = Server::floor(settings, certs).await?;
     wait_for_signal().await?;

@@ -8,6 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -46,6 +47,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PortLabels {
+    port: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ErrorLabels {
     kind: &'static str,
 }
@@ -56,6 +62,18 @@ pub struct Metrics {
     latency: Histogram,
     wrapped: Counter,
     errors: Family<ErrorLabels, Counter>,
+    connections: Family<PortLabels, Gauge>,
+    in_flight: Gauge,
+}
+
+/// Counts one open connection (or review in flight) until dropped.
+#[derive(Debug)]
+pub struct OpenGuard(Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -87,6 +105,18 @@ impl Metrics {
             "Errors while answering reviews, by kind",
             errors.clone(),
         );
+        let connections = Family::<PortLabels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Connections open now, by port (https, health)",
+            connections.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "reviews_in_flight",
+            "Reviews being decided now",
+            in_flight.clone(),
+        );
         registry.register_collector(Box::new(LookupCollector(lookups)));
         Metrics {
             registry,
@@ -94,6 +124,8 @@ impl Metrics {
             latency,
             wrapped,
             errors,
+            connections,
+            in_flight,
         }
     }
 
@@ -107,7 +139,20 @@ impl Metrics {
         self.wrapped.inc_by(wrapped as u64);
     }
 
-    /// `kind`: a short fixed word, e.g. `timeout`, `namespace`, `bad_request`.
+    /// One more open connection on `port` until the guard is dropped.
+    pub fn open_connections(&self, port: &'static str) -> OpenGuard {
+        let gauge = self.connections.get_or_create(&PortLabels { port }).clone();
+        gauge.inc();
+        OpenGuard(gauge)
+    }
+
+    /// One more review in flight until the guard is dropped.
+    pub fn review_started(&self) -> OpenGuard {
+        self.in_flight.inc();
+        OpenGuard(self.in_flight.clone())
+    }
+
+    /// `kind`: a short fixed word, e.g. `timeout`, `namespace`, `bad_request`, `shed_review`.
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&ErrorLabels { kind }).inc();
     }

@@ -471,6 +471,29 @@ fn webhook_arguments_follow_values() {
 }
 
 #[test]
+fn server_limits_follow_values() {
+    let defaults = webhook_args(&render(&[]));
+    for expected in [
+        "--header-timeout=5s",
+        "--body-timeout=5s",
+        "--idle-timeout=90s",
+        "--max-connections=1000",
+        "--max-reviews=64",
+        "--body-memory=67108864",
+    ] {
+        assert!(defaults.contains(&expected.to_owned()), "missing {expected} in {defaults:?}");
+    }
+    let args = webhook_args(&render(&[
+        "limits.headerTimeout=2s",
+        "limits.maxConnections=50",
+        "limits.bodyMemoryMiB=16",
+    ]));
+    for expected in ["--header-timeout=2s", "--max-connections=50", "--body-memory=16777216"] {
+        assert!(args.contains(&expected.to_owned()), "missing {expected} in {args:?}");
+    }
+}
+
+#[test]
 fn failure_policy_and_timeouts_follow_values_and_stay_inside_the_api_server_deadline() {
     for (sets, policy, timeout, admission, registry) in [
         (&[][..], "Fail", 10, "8s", "4s"),

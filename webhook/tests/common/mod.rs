@@ -95,6 +95,25 @@ impl WebhookProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// (VmRSS, VmHWM) of the process in MiB, from /proc.
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| -> f64 {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+            let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            kib / 1024.0
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     pub fn sigterm(&self) {
         use nix::sys::signal::{Signal, kill};
         kill(
@@ -228,6 +247,7 @@ pub struct Options {
     pub timeout: Duration,
     pub body_limit: usize,
     pub default_vault: Option<&'static str>,
+    pub limits: akv_env_webhook::limits::Limits,
 }
 
 impl Default for Options {
@@ -238,6 +258,7 @@ impl Default for Options {
             timeout: Duration::from_secs(5),
             body_limit: 3 * 1024 * 1024,
             default_vault: None,
+            limits: akv_env_webhook::limits::Limits::default(),
         }
     }
 }
@@ -277,7 +298,7 @@ pub async fn start_with(options: Options, ca: TestCa, secret: SecretDir) -> Runn
         body_limit: options.body_limit,
         cert_reload_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(10),
-        handshake_timeout: Duration::from_secs(5),
+        limits: options.limits.clone(),
     };
     let server = Server::start(settings, admitter.clone(), certs)
         .await
