@@ -259,7 +259,11 @@ pub struct LimitArgs {
     pub max_connections: usize,
 
     /// Open connections on the health/metrics port; more are closed on accept.
-    #[arg(long, env = "AKV_ENV_WEBHOOK_HEALTH_MAX_CONNECTIONS", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "AKV_ENV_WEBHOOK_HEALTH_MAX_CONNECTIONS",
+        default_value_t = 64
+    )]
     pub health_max_connections: usize,
 
     /// Reviews decided at once; more are answered 503 at once (the API server applies the

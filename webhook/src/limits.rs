@@ -109,7 +109,11 @@ impl Charge {
     fn cover(&mut self, gate: &Gate, bytes: usize) -> Result<(), Refusal> {
         let units = bytes.div_ceil(UNIT);
         let (pool, permit, what) = if units <= SMALL_BODY / UNIT {
-            (&gate.small, &mut self.small, "small request bodies in memory")
+            (
+                &gate.small,
+                &mut self.small,
+                "small request bodies in memory",
+            )
         } else {
             (&gate.memory, &mut self.large, "request bodies in memory")
         };
@@ -162,11 +166,13 @@ impl Gate {
         let (bytes, memory) = tokio::time::timeout(self.body_timeout, self.read(body))
             .await
             .map_err(|_| Refusal::TooSlow)??;
-        let review = self.reviews.clone().try_acquire_owned().map_err(|_| {
-            Refusal::Overloaded {
+        let review = self
+            .reviews
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Overloaded {
                 what: "reviews in flight",
-            }
-        })?;
+            })?;
         Ok((
             bytes,
             Held {
@@ -214,7 +220,11 @@ mod tests {
     async fn bodies_and_reviews_are_capped() {
         let gate = gate(256 * 1024, 2);
         let body = || Body::from(vec![b'x'; 5000]);
-        assert_eq!(gate.small.available_permits(), 64, "at least one small body");
+        assert_eq!(
+            gate.small.available_permits(),
+            64,
+            "at least one small body"
+        );
         // Too large, by declaration and by what arrives.
         assert_eq!(
             gate.admit(Some(100_001), body()).await.unwrap_err(),
@@ -260,7 +270,10 @@ mod tests {
         };
         let gate = Gate::new(&limits, 1 << 20);
         // One 200 KiB body takes most of the large pool, and none of the small one.
-        let big = gate.admit(None, Body::from(vec![0; 200 * 1024])).await.unwrap();
+        let big = gate
+            .admit(None, Body::from(vec![0; 200 * 1024]))
+            .await
+            .unwrap();
         assert_eq!(gate.memory.available_permits(), 256 - 200);
         assert_eq!(gate.small.available_permits(), 64);
         let shed = gate.admit(None, Body::from(vec![0; 200 * 1024])).await;
@@ -282,10 +295,7 @@ mod tests {
         let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         tx.try_send(Ok(Bytes::from_static(b"{"))).unwrap();
         let body = Body::from_stream(rx);
-        assert_eq!(
-            gate.admit(None, body).await.unwrap_err(),
-            Refusal::TooSlow
-        );
+        assert_eq!(gate.admit(None, body).await.unwrap_err(), Refusal::TooSlow);
         drop(tx);
         assert_eq!(gate.small.available_permits(), 256, "memory returned");
     }

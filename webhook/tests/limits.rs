@@ -35,12 +35,10 @@ async fn well_behaved(
     let (mut answered, mut slowest) = (0, Duration::ZERO);
     loop {
         let started = Instant::now();
-        let (status, answer) = tokio::time::timeout(
-            API_SERVER_TIMEOUT,
-            conn.post("/mutate", body.clone()),
-        )
-        .await
-        .expect("a well-behaved review is answered within the API server's timeout");
+        let (status, answer) =
+            tokio::time::timeout(API_SERVER_TIMEOUT, conn.post("/mutate", body.clone()))
+                .await
+                .expect("a well-behaved review is answered within the API server's timeout");
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
         assert!(read_answer(&review, &answer).patched.is_some());
         answered += 1;
@@ -76,12 +74,7 @@ enum Fate {
     Held,
 }
 
-async fn slow_client(
-    addr: SocketAddr,
-    ca: Arc<TestCa>,
-    kind: Trickle,
-    give_up: Duration,
-) -> Fate {
+async fn slow_client(addr: SocketAddr, ca: Arc<TestCa>, kind: Trickle, give_up: Duration) -> Fate {
     let started = Instant::now();
     let Ok(tcp) = TcpStream::connect(addr).await else {
         return Fate::Refused;
@@ -97,7 +90,9 @@ async fn slow_client(
     if kind == Trickle::Handshake {
         // The first bytes of a TLS record carrying a ClientHello, then more, slowly.
         let mut tcp = tcp;
-        let hello = [0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+        let hello = [
+            0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
         let mut buf = [0u8; 64];
         for byte in hello.iter().cycle() {
             if started.elapsed() > give_up {
@@ -106,15 +101,17 @@ async fn slow_client(
             if tcp.write_all(&[*byte]).await.is_err() {
                 return fate(started.elapsed());
             }
-            if let Ok(read) = tokio::time::timeout(step, tcp.read(&mut buf)).await {
-                if matches!(read, Ok(0) | Err(_)) {
-                    return fate(started.elapsed());
-                }
+            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(step, tcp.read(&mut buf)).await {
+                return fate(started.elapsed());
             }
         }
         unreachable!()
     }
-    let alpn: &[u8] = if kind == Trickle::Idle { b"h2" } else { b"http/1.1" };
+    let alpn: &[u8] = if kind == Trickle::Idle {
+        b"h2"
+    } else {
+        b"http/1.1"
+    };
     let connector = tokio_rustls::TlsConnector::from(ca.client_config(&[alpn]));
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let Ok(Ok(tls)) = tokio::time::timeout(give_up, connector.connect(name, tcp)).await else {
@@ -156,10 +153,10 @@ async fn slow_client(
             watch_close.abort();
             return Fate::Held;
         }
-        if let Some(byte) = bytes.next() {
-            if write.write_all(&[*byte]).await.is_err() || write.flush().await.is_err() {
-                return fate(started.elapsed());
-            }
+        if let Some(byte) = bytes.next()
+            && (write.write_all(&[*byte]).await.is_err() || write.flush().await.is_err())
+        {
+            return fate(started.elapsed());
         }
         tokio::time::sleep(step).await;
     }
@@ -214,12 +211,22 @@ async fn slowloris_connections_are_cut_and_reviews_keep_flowing() {
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let kinds = [Trickle::Handshake, Trickle::Head, Trickle::Body, Trickle::Idle];
+    let kinds = [
+        Trickle::Handshake,
+        Trickle::Head,
+        Trickle::Body,
+        Trickle::Idle,
+    ];
     let attackers: Vec<_> = (0..400)
         .map(|i| {
             let kind = kinds[i % kinds.len()];
             let ca = ca.clone();
-            tokio::spawn(async move { (kind, slow_client(addr, ca, kind, Duration::from_secs(20)).await) })
+            tokio::spawn(async move {
+                (
+                    kind,
+                    slow_client(addr, ca, kind, Duration::from_secs(20)).await,
+                )
+            })
         })
         .collect();
     // Sample the server's open sockets while the attack runs.
@@ -249,7 +256,12 @@ async fn slowloris_connections_are_cut_and_reviews_keep_flowing() {
     let mut tallies: Vec<(Trickle, Tally)> = kinds.iter().map(|k| (*k, Tally::default())).collect();
     for attacker in attackers {
         let (kind, fate) = attacker.await.unwrap();
-        tallies.iter_mut().find(|(k, _)| *k == kind).unwrap().1.add(fate);
+        tallies
+            .iter_mut()
+            .find(|(k, _)| *k == kind)
+            .unwrap()
+            .1
+            .add(fate);
     }
     let (answered, slowest) = good.await.unwrap();
     // A new connection after the attack is served too.
@@ -257,7 +269,9 @@ async fn slowloris_connections_are_cut_and_reviews_keep_flowing() {
     let (_, peak) = webhook.memory_mib();
     let most_sockets = sampler.await.unwrap();
 
-    println!("slowloris: 400 slow connections against --max-connections 150, header timeout 2s, body timeout 3s, idle timeout 4s");
+    println!(
+        "slowloris: 400 slow connections against --max-connections 150, header timeout 2s, body timeout 3s, idle timeout 4s"
+    );
     for (kind, tally) in &tallies {
         println!(
             "  {kind:?}: {} refused at the cap, {} cut by the server (last after {:.1?}), {} still open after 20 s",
@@ -271,16 +285,27 @@ async fn slowloris_connections_are_cut_and_reviews_keep_flowing() {
         "  well-behaved client: {answered} reviews answered during the attack, slowest {slowest:.0?}; a new connection afterwards: {late} answered"
     );
     println!("  most sockets open in the server at once (listeners included): {most_sockets}");
-    println!("  server RSS during the attack {rss_attack:.1} MiB, peak {peak:.1} MiB (chart limit {CHART_MEMORY_LIMIT_MIB} MiB)");
+    println!(
+        "  server RSS during the attack {rss_attack:.1} MiB, peak {peak:.1} MiB (chart limit {CHART_MEMORY_LIMIT_MIB} MiB)"
+    );
 
     for (kind, tally) in &tallies {
-        assert_eq!(tally.held, 0, "{kind:?}: connections held past the deadlines: {tally:?}");
+        assert_eq!(
+            tally.held, 0,
+            "{kind:?}: connections held past the deadlines: {tally:?}"
+        );
     }
     let refused: usize = tallies.iter().map(|(_, t)| t.refused).sum();
     assert!(refused > 0, "the connection cap refused none of 400");
     // Two listeners, the well-behaved connection, the registry client: a few more than the cap.
-    assert!(most_sockets <= 150 + 8, "{most_sockets} sockets open with a cap of 150");
-    assert!(answered >= 20, "only {answered} reviews answered during the attack");
+    assert!(
+        most_sockets <= 150 + 8,
+        "{most_sockets} sockets open with a cap of 150"
+    );
+    assert!(
+        answered >= 20,
+        "only {answered} reviews answered during the attack"
+    );
     assert!(late >= 1);
     assert!(peak < CHART_MEMORY_LIMIT_MIB);
 }

@@ -481,15 +481,25 @@ fn server_limits_follow_values() {
         "--max-reviews=64",
         "--body-memory=67108864",
     ] {
-        assert!(defaults.contains(&expected.to_owned()), "missing {expected} in {defaults:?}");
+        assert!(
+            defaults.contains(&expected.to_owned()),
+            "missing {expected} in {defaults:?}"
+        );
     }
     let args = webhook_args(&render(&[
         "limits.headerTimeout=2s",
         "limits.maxConnections=50",
         "limits.bodyMemoryMiB=16",
     ]));
-    for expected in ["--header-timeout=2s", "--max-connections=50", "--body-memory=16777216"] {
-        assert!(args.contains(&expected.to_owned()), "missing {expected} in {args:?}");
+    for expected in [
+        "--header-timeout=2s",
+        "--max-connections=50",
+        "--body-memory=16777216",
+    ] {
+        assert!(
+            args.contains(&expected.to_owned()),
+            "missing {expected} in {args:?}"
+        );
     }
 }
 
