@@ -77,6 +77,15 @@ pub fn exec(
     argv: &[CString],
     envp: &[CString],
 ) -> ExecFailure {
+    // Rust's runtime ignores SIGPIPE and an ignored signal stays ignored across execve: give
+    // the program the default it would get from a shell (and a trap on PIPE that works).
+    // SAFETY: restores the default disposition; no handler code is involved.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let searched = !program.as_bytes().contains(&b'/');
     let mut saw_eacces = false;
     let mut last = Errno::ENOENT;

@@ -6,6 +6,8 @@
 mod envp;
 mod exec;
 mod install;
+mod rotation;
+mod supervise;
 
 use akv_keyvault::{AuthConfig, AuthMode, FetchOptions, Resolver, Secret, TransportConfig};
 use akv_placeholder::Vault;
@@ -99,6 +101,9 @@ struct Settings {
         value_name = "FILTER"
     )]
     log: String,
+
+    #[command(flatten)]
+    rotation: rotation::Flags,
 }
 
 /// `60s`, `90` (seconds), `1500ms`, `2m`. Pure; tested below.
@@ -175,6 +180,18 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
     };
     init_logging(&settings.log);
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    if let Some(every) = settings.rotation.supervise_every() {
+        let flags = settings.rotation.clone();
+        return supervise::run(&flags, every, move || {
+            build_resolver(&settings, &env).map(|(resolver, _)| resolver)
+        });
+    }
+    if let Some(fd) = settings.rotation.report_fd
+        && let Err(e) = supervise::claim_report_fd(fd)
+    {
+        eprintln!("akv-env: {e}");
+        return ExitCode::from(2);
+    }
     let found = envp::find_placeholders(&env);
 
     let argv: Vec<CString> = match program
@@ -189,6 +206,7 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
         }
     };
 
+    let mut report = Vec::new();
     let resolved: Vec<(usize, Secret)> = if found.is_empty() {
         tracing::debug!("no placeholders; exec without contacting Key Vault");
         Vec::new()
@@ -197,7 +215,7 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             tracing::warn!(error = %e, "could not mark the process non-dumpable");
         }
-        match resolve(&settings, &env, found) {
+        match resolve(&settings, &env, found, &mut report) {
             Ok(r) => r,
             Err(code) => return code,
         }
@@ -215,6 +233,9 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
         }
     };
     drop(resolved);
+    if let Some(fd) = settings.rotation.report_fd {
+        supervise::write_report(fd, &report);
+    }
     let failure = exec::exec(&program_name, path.as_deref(), &argv, envp.as_slice());
     drop(envp);
     eprintln!("akv-env: {}", failure.message);
@@ -222,21 +243,17 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
 }
 
 /// Fetches every placeholder; on any failure prints one line per failing variable.
-fn resolve(
+/// The pod identity's Key Vault client and the default vault, from the settings and env.
+fn build_resolver(
     settings: &Settings,
     env: &[(OsString, OsString)],
-    found: Vec<envp::Found>,
-) -> Result<Vec<(usize, Secret)>, ExitCode> {
-    let fail = |msg: String| {
-        eprintln!("akv-env: {msg}");
-        ExitCode::FAILURE
-    };
+) -> Result<(Resolver, Option<Vault>), String> {
     let forced = match settings.auth.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(s.parse::<AuthMode>().map_err(|e| fail(e.to_string()))?),
+        Some(s) => Some(s.parse::<AuthMode>().map_err(|e| e.to_string())?),
         None => None,
     };
     let default_vault = match settings.default_vault.as_deref().filter(|s| !s.is_empty()) {
-        Some(v) => Some(Vault::parse(v).map_err(|e| fail(format!("AKV_ENV_DEFAULT_VAULT: {e}")))?),
+        Some(v) => Some(Vault::parse(v).map_err(|e| format!("AKV_ENV_DEFAULT_VAULT: {e}"))?),
         None => None,
     };
     let auth = AuthConfig {
@@ -253,8 +270,25 @@ fn resolve(
             .clone()
             .filter(|p| !p.as_os_str().is_empty()),
         resolve: akv_keyvault::parse_resolve(settings.resolve.as_deref().unwrap_or(""))
-            .map_err(|e| fail(e.to_string()))?,
+            .map_err(|e| e.to_string())?,
         ..Default::default()
+    };
+    let resolver =
+        Resolver::new(&auth, &transport, FetchOptions::default()).map_err(|e| e.to_string())?;
+    Ok((resolver, default_vault))
+}
+
+/// Fetches every placeholder; on any failure prints one line per failing variable. `report`
+/// gets which object version each value came from (identifiers only).
+fn resolve(
+    settings: &Settings,
+    env: &[(OsString, OsString)],
+    found: Vec<envp::Found>,
+    report: &mut Vec<supervise::ReportLine>,
+) -> Result<Vec<(usize, Secret)>, ExitCode> {
+    let fail = |msg: String| {
+        eprintln!("akv-env: {msg}");
+        ExitCode::FAILURE
     };
 
     // Malformed placeholders fail like unresolvable ones, but we still report all of them.
@@ -268,8 +302,7 @@ fn resolve(
     }
     let mut resolved = Vec::with_capacity(wanted.len());
     if !wanted.is_empty() {
-        let resolver = Resolver::new(&auth, &transport, FetchOptions::default())
-            .map_err(|e| fail(e.to_string()))?;
+        let (resolver, default_vault) = build_resolver(settings, env).map_err(fail)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -278,14 +311,20 @@ fn resolve(
         let results = runtime.block_on(async {
             let deadline = tokio::time::Instant::now() + settings.timeout;
             resolver
-                .resolve_all(&refs, default_vault.as_ref(), deadline)
+                .resolve_all_tracked(&refs, default_vault.as_ref(), deadline)
                 .await
         });
         drop(resolver);
         drop(runtime);
         for ((index, name, _), result) in wanted.into_iter().zip(results) {
             match result {
-                Ok(secret) => resolved.push((index, secret)),
+                Ok((secret, object)) => {
+                    report.push(supervise::ReportLine {
+                        var: name.to_string_lossy().into_owned(),
+                        object,
+                    });
+                    resolved.push((index, secret));
+                }
                 Err(e) => lines.push(format!("{}: {e}", name.to_string_lossy())),
             }
         }

@@ -141,7 +141,17 @@ impl Harness {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.cmd_with_flags(ident, &[], program)
+    }
+
+    /// `akv-env FLAGS... -- PROGRAM ARGS...`, like [`Harness::cmd`].
+    pub fn cmd_with_flags<I, S>(&self, ident: Ident, flags: &[&str], program: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut c = Command::from(injector_command());
+        c.args(flags);
         c.env_clear()
             .current_dir(self.dir.path())
             .env("PATH", "/usr/bin:/bin")

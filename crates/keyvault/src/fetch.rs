@@ -7,6 +7,7 @@ use crate::{
     credential::TrackedCredential,
     error::{FailureKind, ResolveError, Verdict, cause_chain, classify, facts_of},
     render::{Fetched, PublicJwk, render},
+    version::{Meta, Tracked, TrackedKind, version_of},
 };
 use akv_placeholder::{ObjectKind, Reference, Vault};
 use azure_core::{
@@ -58,25 +59,30 @@ impl Default for FetchOptions {
     }
 }
 
+/// One object's fetch: what came back and its version, or why not.
+type Outcome = Result<(Fetched, Meta), (FailureKind, String)>;
+
 /// The request path an object is read from; two placeholders with the same one share a GET.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct ObjectKey {
-    vault_url: String,
-    keys_endpoint: bool,
-    name: String,
-    version: Option<String>,
+pub(crate) struct ObjectKey {
+    pub(crate) vault_url: String,
+    pub(crate) keys_endpoint: bool,
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
 }
 
 /// Reads Key Vault objects as one identity.
 pub struct Resolver {
-    credential: Arc<TrackedCredential>,
-    transport: Transport,
+    pub(crate) credential: Arc<TrackedCredential>,
+    pub(crate) transport: Transport,
     identity: String,
     mode: AuthMode,
     options: FetchOptions,
+    /// Clients kept for [`Resolver::current_version`]: each one meets Key Vault's challenge once.
+    pub(crate) check_clients: crate::version::ClientCache,
 }
 
-fn client_options(transport: &Transport, authority_host: Option<&str>) -> ClientOptions {
+pub(crate) fn client_options(transport: &Transport, authority_host: Option<&str>) -> ClientOptions {
     ClientOptions {
         transport: Some(transport.clone()),
         // The SDK's own retries ignore our deadline (81 s against a closed port); we retry.
@@ -147,6 +153,7 @@ impl Resolver {
             identity: auth.identity_label(mode),
             mode,
             options,
+            check_clients: Default::default(),
         })
     }
 
@@ -158,6 +165,21 @@ impl Resolver {
         default_vault: Option<&Vault>,
         deadline: Instant,
     ) -> Vec<Result<Secret, ResolveError>> {
+        self.resolve_all_tracked(refs, default_vault, deadline)
+            .await
+            .into_iter()
+            .map(|r| r.map(|(secret, _)| secret))
+            .collect()
+    }
+
+    /// Like [`Resolver::resolve_all`], and also says which version of which object each value
+    /// came from (for the rotation supervisor; identifiers only, never a value).
+    pub async fn resolve_all_tracked(
+        &self,
+        refs: &[Reference],
+        default_vault: Option<&Vault>,
+        deadline: Instant,
+    ) -> Vec<Result<(Secret, Tracked), ResolveError>> {
         let keys: Vec<Option<(ObjectKey, String)>> = refs
             .iter()
             .map(|r| {
@@ -247,8 +269,7 @@ impl Resolver {
                 .buffer_unordered(self.options.concurrency.max(1))
                 .collect::<Vec<_>>()
         };
-        let mut fetched: HashMap<ObjectKey, Result<Fetched, (FailureKind, String)>> =
-            wave(first_wave).await.into_iter().collect();
+        let mut fetched: HashMap<ObjectKey, Outcome> = wave(first_wave).await.into_iter().collect();
         fetched.extend(wave(second_wave).await);
 
         refs.iter()
@@ -271,7 +292,19 @@ impl Resolver {
                     cause,
                 };
                 match fetched.get(&key) {
-                    Some(Ok(f)) => render(r, f).map_err(|cause| err(FailureKind::BadFormat, cause)),
+                    Some(Ok((f, meta))) => render(r, f)
+                        .map(|secret| {
+                            let tracked = Tracked {
+                                vault_url: key.vault_url.clone(),
+                                kind: TrackedKind::of(r.kind),
+                                name: key.name.clone(),
+                                pinned: key.version.is_some(),
+                                version: meta.version.clone().or_else(|| key.version.clone()),
+                                expires: meta.expires,
+                            };
+                            (secret, tracked)
+                        })
+                        .map_err(|cause| err(FailureKind::BadFormat, cause)),
                     Some(Err((kind, cause))) => Err(err(*kind, cause.clone())),
                     None => Err(err(
                         FailureKind::Rejected,
@@ -288,7 +321,7 @@ impl Resolver {
         secrets: Option<Arc<SecretClient>>,
         keys: Option<Arc<KeyClient>>,
         deadline: Instant,
-    ) -> Result<Fetched, (FailureKind, String)> {
+    ) -> Outcome {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -393,13 +426,20 @@ fn token_service_hint(mode: AuthMode) -> &'static str {
 }
 
 /// `Err(Ok(e))`: the SDK failed (maybe retry); `Err(Err(why))`: the answer is unusable.
-type FetchResult = Result<Fetched, Result<azure_core::Error, String>>;
+type FetchResult = Result<(Fetched, Meta), Result<azure_core::Error, String>>;
 
 #[derive(serde::Deserialize)]
 struct WireSecret {
     value: Option<String>,
     #[serde(rename = "contentType")]
     content_type: Option<String>,
+    id: Option<String>,
+    attributes: Option<WireAttributes>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireAttributes {
+    exp: Option<i64>,
 }
 
 async fn get_secret(client: &SecretClient, key: &ObjectKey) -> FetchResult {
@@ -421,16 +461,23 @@ async fn get_secret(client: &SecretClient, key: &ObjectKey) -> FetchResult {
             e.column()
         ))
     })?;
+    let meta = Meta {
+        version: wire.id.as_deref().and_then(version_of),
+        expires: wire.attributes.and_then(|a| a.exp),
+    };
     let value = wire
         .value
         .ok_or_else(|| Err("Key Vault's answer has no value".to_owned()))?;
-    Ok(Fetched::Secret {
-        value: Zeroizing::new(value),
-        content_type: wire.content_type,
-    })
+    Ok((
+        Fetched::Secret {
+            value: Zeroizing::new(value),
+            content_type: wire.content_type,
+        },
+        meta,
+    ))
 }
 
-async fn get_key(client: &KeyClient, key: &ObjectKey) -> FetchResult {
+pub(crate) async fn get_key(client: &KeyClient, key: &ObjectKey) -> FetchResult {
     let options = KeyClientGetKeyOptions {
         key_version: key.version.clone(),
         ..Default::default()
@@ -445,14 +492,21 @@ async fn get_key(client: &KeyClient, key: &ObjectKey) -> FetchResult {
     let jwk = model
         .key
         .ok_or_else(|| Err("Key Vault's answer has no key".to_owned()))?;
-    Ok(Fetched::Key(PublicJwk {
-        kty: jwk.kty.map(|k| k.to_string()).unwrap_or_default(),
-        n: jwk.n,
-        e: jwk.e,
-        crv: jwk.crv.map(|c| c.to_string()),
-        x: jwk.x,
-        y: jwk.y,
-    }))
+    let meta = Meta {
+        version: jwk.kid.as_deref().and_then(version_of),
+        expires: None,
+    };
+    Ok((
+        Fetched::Key(PublicJwk {
+            kty: jwk.kty.map(|k| k.to_string()).unwrap_or_default(),
+            n: jwk.n,
+            e: jwk.e,
+            crv: jwk.crv.map(|c| c.to_string()),
+            x: jwk.x,
+            y: jwk.y,
+        }),
+        meta,
+    ))
 }
 
 /// `secret db-password`, `certificate web-tls (part=key)`, `key signing version 0123...`.

@@ -15,9 +15,11 @@ mod fetch;
 mod render;
 mod secret;
 mod transport;
+mod version;
 
 pub use config::{AuthConfig, AuthMode, ConfigError, TransportConfig, parse_resolve};
 pub use error::{FailureKind, ResolveError, cause_chain};
 pub use fetch::{FetchOptions, Resolver};
 pub use secret::Secret;
 pub use transport::http_client;
+pub use version::{CheckError, Current, Tracked, TrackedKind};

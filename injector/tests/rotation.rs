@@ -1,0 +1,280 @@
+//! Supervisor mode against the local Key Vault: a new version restarts the program onto it; a
+//! failed check (vault down, throttled, connection dropped) never does; the supervisor's memory
+//! never holds a value.
+
+mod common;
+
+use common::*;
+use fake_keyvault::{SecretAttributes, Throttle};
+use sha2::{Digest as _, Sha256};
+use std::{process::Stdio, time::Duration};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader, Lines},
+    process::{Child, ChildStdout},
+};
+
+/// Prints the first 16 hex digits of SHA-256 of $DB, then waits; on SIGTERM prints TERM and
+/// exits 0 (a well-behaved program: the supervisor must still exit non-zero for a restart).
+const PROGRAM: &str = "trap 'echo TERM; exit 0' TERM; \
+    printf '%s' \"$DB\" | sha256sum | cut -c1-16; while :; do sleep 0.05; done";
+
+fn hash(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))[..16].to_owned()
+}
+
+fn start(h: &Harness, every: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut c = h.cmd_with_flags(
+        Ident::ClientSecretA,
+        &[
+            "--restart-on-change",
+            every,
+            "--restart-grace-period",
+            "5s",
+            "--log",
+            "info",
+        ],
+        ["bash", "-c", PROGRAM],
+    );
+    c.env("DB", "rotating@azurekeyvault")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("akv-env starts");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    lines
+        .next_line()
+        .await
+        .expect("stdout readable")
+        .unwrap_or_default()
+}
+
+async fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut s)
+        .await
+        .unwrap();
+    s
+}
+
+/// Vault reads of the object `rotating` answered with `status`.
+fn reads(h: &Harness, status: u16) -> usize {
+    h.kv.accesses()
+        .iter()
+        .filter(|a| a.name == "rotating" && a.status == status)
+        .count()
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Key Vault's current version is the last created, to the second: a new version must come at
+/// least a second after the one in use, or the two are a tie (which never restarts).
+async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_restarts_the_program_onto_it() {
+    let h = Harness::start().await;
+    let v1 = h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "first-value",
+        SecretAttributes::default(),
+    );
+    let (mut child, mut lines) = start(&h, "2s");
+    assert_eq!(next_line(&mut lines).await, hash("first-value"));
+    next_second().await;
+    h.kv.clear_records();
+    let changed_at = std::time::Instant::now();
+    let v2 = h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "second-value",
+        SecretAttributes::default(),
+    );
+    // The program gets SIGTERM, ends by itself, and the supervisor exits for a restart.
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    let status = child.wait().await.unwrap();
+    let latency = changed_at.elapsed();
+    assert_eq!(status.code(), Some(75), "restart exit status");
+    // The first check after the change saw it (one more may have been in flight).
+    let checks = reads(&h, 200);
+    assert!(
+        (1..=2).contains(&checks),
+        "checks after the change: {checks}"
+    );
+    eprintln!("change seen and program ended {latency:?} after the new version (interval 2s)");
+    let err = stderr_of(&mut child).await;
+    let restart_lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("new version in Key Vault"))
+        .collect();
+    assert_eq!(restart_lines.len(), 1, "{err}");
+    for want in ["DB", "rotating", v1.as_str(), v2.as_str()] {
+        assert!(
+            restart_lines[0].contains(want),
+            "{want}: {}",
+            restart_lines[0]
+        );
+    }
+    for value in ["first-value", "second-value"] {
+        assert!(!err.contains(value), "a value in the logs: {err}");
+    }
+
+    // The kubelet starts the container again: the program sees the new value. A SIGTERM from
+    // the kubelet now is an ordinary stop: the program's own status (0) is the container's.
+    let (mut child, mut lines) = start(&h, "2s");
+    assert_eq!(next_line(&mut lines).await, hash("second-value"));
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checks_never_restart_and_are_retried() {
+    let h = Harness::start().await;
+    h.kv.upsert_secret("myvault", "rotating", "v1", SecretAttributes::default());
+    let (mut child, mut lines) = start(&h, "1s");
+    assert_eq!(next_line(&mut lines).await, hash("v1"));
+    next_second().await;
+
+    // The vault fails every request: several checks fail, the program keeps running.
+    h.kv.clear_records();
+    h.kv.set_error_rate(1.0);
+    until("three failed checks (500)", || reads(&h, 500) >= 3).await;
+    assert!(child.try_wait().unwrap().is_none(), "restarted on a 500");
+
+    // Connections dropped without an answer: the same.
+    h.kv.set_error_rate(0.0);
+    h.kv.set_drop_rate(1.0);
+    until("two dropped checks", || reads(&h, 0) >= 2).await;
+    assert!(child.try_wait().unwrap().is_none(), "restarted on a drop");
+
+    // Throttled: 429 with Retry-After; no restart either.
+    h.kv.set_drop_rate(0.0);
+    h.kv.set_throttle(Some(Throttle {
+        limit: 0,
+        window: Duration::from_secs(2),
+    }));
+    until("two throttled checks", || reads(&h, 429) >= 2).await;
+    assert!(child.try_wait().unwrap().is_none(), "restarted on a 429");
+
+    // Meanwhile a new version appeared; once the vault answers again the next check sees it.
+    h.kv.upsert_secret("myvault", "rotating", "v2", SecretAttributes::default());
+    h.kv.set_throttle(None);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(75));
+    let err = stderr_of(&mut child).await;
+    assert!(
+        err.contains("could not check for a new version") && err.contains("throttled"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("new version in Key Vault"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+/// Every readable mapping of `pid`'s memory (needs CAP_SYS_PTRACE: the supervisor is not
+/// dumpable).
+fn memory_of(pid: u32) -> Vec<u8> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !perms.starts_with('r') || line.contains("[vvar") || line.contains("[vsyscall]") {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut buf).is_ok() {
+            out.extend_from_slice(&buf);
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_never_holds_a_value() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test reads another process' memory and must run as root");
+    }
+    let canary = "zq-rotation-canary-7c1f-value";
+    let h = Harness::start().await;
+    h.kv.upsert_secret("myvault", "rotating", canary, SecretAttributes::default());
+    let (mut child, mut lines) = start(&h, "1s");
+    assert_eq!(next_line(&mut lines).await, hash(canary));
+    // Let a few checks run, so the check path is covered too.
+    h.kv.clear_records();
+    until("two checks", || reads(&h, 200) >= 2).await;
+    let sup = child.id().unwrap();
+    let program = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().nth(1).map(str::to_owned))
+                })
+                .as_deref()
+                == Some(&sup.to_string())
+        })
+        .expect("the program runs as the supervisor's child");
+    // The scan finds the value where it is (the program's environment)...
+    assert!(contains(&memory_of(program), canary.as_bytes()));
+    // ...and not in the supervisor, nor in either's command line.
+    assert!(
+        !contains(&memory_of(sup), canary.as_bytes()),
+        "the supervisor's memory holds the value"
+    );
+    for pid in [sup, program] {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(!contains(&cmdline, canary.as_bytes()));
+    }
+    let environ = std::fs::read(format!("/proc/{sup}/environ")).unwrap();
+    assert!(!contains(&environ, canary.as_bytes()));
+    // SIGTERM (forwarded): killing only the supervisor would leave the program holding stderr.
+    assert_eq!(
+        unsafe { nix::libc::kill(sup as i32, nix::libc::SIGTERM) },
+        0
+    );
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let err = stderr_of(&mut child).await;
+    assert!(!err.contains(canary), "{err}");
+}
