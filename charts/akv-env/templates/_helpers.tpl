@@ -78,6 +78,11 @@ app.kubernetes.io/part-of: akv-env
 /akv-env/bin/akv-env
 {{- end }}
 
+{{/* The directory the webhook mounts the injector's volume at (read-only) in wrapped containers. */}}
+{{- define "akv-env.injectorDir" -}}
+/akv-env/bin
+{{- end }}
+
 {{/*
 The placeholder test, in CEL, for one container expression (the argument, e.g. "c").
 It is the grammar's `is_placeholder`: the part of a literal env `value` before the first `?`

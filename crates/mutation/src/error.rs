@@ -67,6 +67,16 @@ pub enum Problem {
         "the pod already has {what} named \"{name}\", which akv-env needs for its own; rename it"
     )]
     NameClash { what: &'static str, name: String },
+
+    #[error(
+        "container \"{container}\" already mounts volume \"{volume}\" at {path}, where akv-env \
+         mounts its injector; mount it elsewhere"
+    )]
+    MountClash {
+        container: String,
+        volume: String,
+        path: String,
+    },
 }
 
 /// Text from the pod quoted in a message, cut to its start when long: a hostile pod can carry a

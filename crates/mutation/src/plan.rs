@@ -249,6 +249,7 @@ pub fn plan<'c>(
                 name: config.volume_name.clone(),
             });
         }
+        problems.extend(mount_clashes(pod, &config.mount_path));
         let container_names: Vec<String> = names("/spec/containers")
             .into_iter()
             .chain(names("/spec/initContainers"))
@@ -269,6 +270,48 @@ pub fn plan<'c>(
     }
     plan.default_vault = default_vault;
     Ok(plan)
+}
+
+/// Containers that already mount something at the injector's path: the wrapped program would
+/// run whatever that volume holds (and the chart's guard could not tell it from the injector).
+fn mount_clashes(pod: &Value, mount_path: &str) -> Vec<Problem> {
+    let wanted = mount_path.trim_end_matches('/');
+    let mut clashes = Vec::new();
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for container in pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mounts = container.get("volumeMounts").and_then(Value::as_array);
+            let clash = mounts.into_iter().flatten().find(|m| {
+                m.get("mountPath")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.trim_end_matches('/') == wanted)
+            });
+            if let Some(mount) = clash {
+                clashes.push(Problem::MountClash {
+                    container: container
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .chars()
+                        .take(253)
+                        .collect(),
+                    volume: mount
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .chars()
+                        .take(253)
+                        .collect(),
+                    path: wanted.to_owned(),
+                });
+            }
+        }
+    }
+    clashes
 }
 
 /// Whether [`plan`] would use the namespace's `akv-env.io/vault` annotation: the pod is in

@@ -535,6 +535,40 @@ fn name_clashes_are_refused() {
     let config = config();
     let err = plan(&pod, None, &config).unwrap_err().to_string();
     assert!(err.contains("a volume named \"akv-env\""), "{err}");
+
+    // Something else mounted where the injector goes, in the wrapped container or another one.
+    for (case, mount_path, in_sidecar) in [
+        ("same path", "/akv-env/bin", false),
+        ("trailing slash", "/akv-env/bin/", false),
+        ("another container", "/akv-env/bin", true),
+    ] {
+        let mount = json!([{"name": "tools", "mountPath": mount_path, "readOnly": true}]);
+        let mut wrapped =
+            json!({"name": "a", "image": "a", "command": ["/a"], "env": secret_env()});
+        let mut other = json!({"name": "b", "image": "b"});
+        if in_sidecar {
+            other["volumeMounts"] = mount;
+        } else {
+            wrapped["volumeMounts"] = mount;
+        }
+        let mut pod = pod_with(json!([wrapped, other]));
+        pod["spec"]["volumes"] = json!([{"name": "tools", "emptyDir": {}}]);
+        let err = plan(&pod, None, &config).unwrap_err().to_string();
+        let container = if in_sidecar { "b" } else { "a" };
+        assert!(
+            err.contains(&format!(
+                "container \"{container}\" already mounts volume \"tools\" at /akv-env/bin"
+            )),
+            "{case}: {err}"
+        );
+    }
+    // Elsewhere is fine.
+    let mut pod = pod_with(
+        json!([{"name": "a", "image": "a", "command": ["/a"], "env": secret_env(),
+        "volumeMounts": [{"name": "tools", "mountPath": "/akv-env/binaries"}]}]),
+    );
+    pod["spec"]["volumes"] = json!([{"name": "tools", "emptyDir": {}}]);
+    assert!(plan(&pod, None, &config).is_ok());
 }
 
 #[test]

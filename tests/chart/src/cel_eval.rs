@@ -131,12 +131,17 @@ impl Policy {
 
     /// Evaluates the policy for the creation of `object` in `namespace`.
     pub fn evaluate(&self, object: &Json, namespace: &str) -> Result<Decision, CelError> {
+        let request =
+            serde_json::json!({"namespace": namespace, "operation": "CREATE", "subResource": ""});
+        self.evaluate_request(object, &request)
+    }
+
+    /// As [`Policy::evaluate`], with the request's fields given (`namespace`, `operation`,
+    /// `subResource`: the API server always sets the last, empty for the main resource).
+    pub fn evaluate_request(&self, object: &Json, request: &Json) -> Result<Decision, CelError> {
         let mut context = Context::with_env(self.env.clone());
         context.add_variable_from_value("object", to_cel(object));
-        context.add_variable_from_value(
-            "request",
-            to_cel(&serde_json::json!({"namespace": namespace, "operation": "CREATE"})),
-        );
+        context.add_variable_from_value("request", to_cel(request));
         // Variables are evaluated in order; each sees the ones before it, as in Kubernetes.
         let mut bound: HashMap<String, Value> = HashMap::new();
         for (name, program) in &self.variables {

@@ -11,8 +11,16 @@ use chart_tests::manifests::{of_kind, one, parse_documents};
 use serde_json::{Value as Json, json};
 
 const NAMESPACE: &str = "akv-system";
-/// Where the webhook puts the injector; the chart's guard treats `command[0] == this` as wrapped.
+/// Where the webhook puts the injector; the chart's guard treats `command[0] == this`, with a
+/// read-only mount of the installer's volume at its directory, as wrapped.
 const INJECTOR: &str = "/akv-env/bin/akv-env";
+const INJECTOR_DIR: &str = "/akv-env/bin";
+/// The injector image the charts below are rendered with.
+const INJECTOR_IMAGE: &str = "registry.example/akv-env:v1";
+const IMAGE_SETS: [&str; 2] = [
+    "injector.image.repository=registry.example/akv-env",
+    "injector.image.tag=v1",
+];
 
 fn render(sets: &[&str]) -> Vec<Json> {
     let helm = Helm::locate().unwrap_or_else(|e| panic!("{e}"));
@@ -28,7 +36,7 @@ struct Chart {
 }
 
 fn chart() -> Chart {
-    let docs = render(&[]);
+    let docs = render(&IMAGE_SETS);
     let guard = Policy::from_manifest(one(&docs, "ValidatingAdmissionPolicy"))
         .unwrap_or_else(|e| panic!("{e}"));
     let hook = &one(&docs, "MutatingWebhookConfiguration")["webhooks"][0];
@@ -65,7 +73,8 @@ fn sidecar(mut c: Json) -> Json {
     c
 }
 
-fn pod(containers: Vec<Json>, init: Vec<Json>) -> Json {
+/// A pod as written; nothing added.
+fn raw_pod(containers: Vec<Json>, init: Vec<Json>) -> Json {
     let mut spec = json!({"containers": containers});
     if !init.is_empty() {
         spec["initContainers"] = json!(init);
@@ -73,12 +82,70 @@ fn pod(containers: Vec<Json>, init: Vec<Json>) -> Json {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "apps"}, "spec": spec})
 }
 
+/// The webhook's install init container and volume, as `akv-mutation` writes them.
+fn installer() -> Json {
+    json!({"name": "akv-env-install", "image": INJECTOR_IMAGE,
+           "command": ["/akv-env", "install", "/install"],
+           "volumeMounts": [{"name": "akv-env", "mountPath": "/install"}]})
+}
+
+fn injector_mount() -> Json {
+    json!({"name": "akv-env", "mountPath": INJECTOR_DIR, "readOnly": true})
+}
+
+/// A pod where every container whose command is the injector is wired as the webhook does: a
+/// read-only mount of the volume the install init container fills.
+fn pod(mut containers: Vec<Json>, mut init: Vec<Json>) -> Json {
+    let mut wired = false;
+    for c in containers.iter_mut().chain(init.iter_mut()) {
+        if c["command"][0] == INJECTOR {
+            c["volumeMounts"] = json!([injector_mount()]);
+            wired = true;
+        }
+    }
+    if wired {
+        init.insert(0, installer());
+    }
+    let mut pod = raw_pod(containers, init);
+    if wired {
+        pod["spec"]["volumes"] = json!([{"name": "akv-env", "emptyDir": {"medium": "Memory"}}]);
+    }
+    pod
+}
+
+/// The Rust side of "wrapped": the injector as program, read-only from a volume an installer
+/// (the configured image running `/akv-env install`) fills.
+fn wrapped(pod: &Json, c: &Json) -> bool {
+    let installers: Vec<&Json> = pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| {
+            i["image"] == INJECTOR_IMAGE
+                && i["command"][0] == "/akv-env"
+                && i["command"][1] == "install"
+        })
+        .collect();
+    c["command"][0] == INJECTOR
+        && c["volumeMounts"].as_array().into_iter().flatten().any(|m| {
+            m["mountPath"] == INJECTOR_DIR
+                && m["readOnly"] == true
+                && installers.iter().any(|i| {
+                    i["volumeMounts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|n| n["name"] == m["name"])
+                })
+        })
+}
+
 /// The Rust side of the rule: names of containers that would start with a raw placeholder.
 fn unwrapped_with_placeholder(pod: &Json) -> Vec<String> {
     let mut out = Vec::new();
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         for c in pod["spec"][list].as_array().into_iter().flatten() {
-            let wrapped = c["command"][0] == INJECTOR;
+            let wrapped = wrapped(pod, c);
             let has = c["env"]
                 .as_array()
                 .into_iter()
@@ -323,6 +390,76 @@ fn guard_denies_exactly_the_pods_that_would_start_with_raw_placeholders() {
             vec![],
         ),
         (
+            "forged: injector command alone (no mount, no installer)",
+            raw_pod(
+                vec![container("app", Some(wrapped), &[("DB", Some(PH))])],
+                vec![],
+            ),
+            vec!["app"],
+        ),
+        (
+            "forged: status annotation and command, no installer",
+            {
+                let mut p = raw_pod(
+                    vec![container("app", Some(wrapped), &[("DB", Some(PH))])],
+                    vec![],
+                );
+                p["metadata"]["annotations"] = json!({"akv-env.io/status": "injected"});
+                p["spec"]["containers"][0]["volumeMounts"] = json!([injector_mount()]);
+                p["spec"]["volumes"] = json!([{"name": "akv-env", "emptyDir": {}}]);
+                p
+            },
+            vec!["app"],
+        ),
+        (
+            "forged: installer from another image",
+            {
+                let mut p = pod(
+                    vec![container("app", Some(wrapped), &[("DB", Some(PH))])],
+                    vec![],
+                );
+                p["spec"]["initContainers"][0]["image"] = json!("evil.example/akv-env:1");
+                p
+            },
+            vec!["app"],
+        ),
+        (
+            "forged: mount not read-only",
+            {
+                let mut p = pod(
+                    vec![container("app", Some(wrapped), &[("DB", Some(PH))])],
+                    vec![],
+                );
+                p["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] = json!(false);
+                p
+            },
+            vec!["app"],
+        ),
+        (
+            "forged: mount of another volume than the installer's",
+            {
+                let mut p = pod(
+                    vec![container("app", Some(wrapped), &[("DB", Some(PH))])],
+                    vec![],
+                );
+                p["spec"]["containers"][0]["volumeMounts"][0]["name"] = json!("tools");
+                p
+            },
+            vec!["app"],
+        ),
+        (
+            "forged: mount at another path",
+            {
+                let mut p = pod(
+                    vec![container("app", Some(wrapped), &[("DB", Some(PH))])],
+                    vec![],
+                );
+                p["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = json!("/akv-env");
+                p
+            },
+            vec!["app"],
+        ),
+        (
             "bare suffix counts (the webhook refuses its empty name)",
             pod(
                 vec![container("app", None, &[("V", Some("@azurekeyvault"))])],
@@ -389,7 +526,7 @@ fn cel_placeholder_test_equals_the_rust_grammar_on_generated_values() {
 #[test]
 fn pods_mutated_by_the_webhook_pass_the_guard() {
     let chart = chart();
-    let mut config = akv_mutation::Config::new("registry.example/akv-env:1");
+    let mut config = akv_mutation::Config::new(INJECTOR_IMAGE);
     config.default_vault = Some(akv_placeholder::Vault::parse("myvault").unwrap());
     assert_eq!(
         config.injector_path(),
@@ -469,7 +606,10 @@ fn guard_is_optional_and_never_checks_excluded_namespaces() {
     );
     assert_eq!(
         policy["spec"]["matchConstraints"]["resourceRules"],
-        json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}])
+        json!([
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]},
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods/ephemeralcontainers"]},
+        ])
     );
     // The placeholder test is written once: both places render the same text from one template.
     let webhook = &one(&docs, "MutatingWebhookConfiguration")["webhooks"][0];
@@ -481,7 +621,7 @@ fn guard_is_optional_and_never_checks_excluded_namespaces() {
             .contains(test)
     );
     assert!(
-        policy["spec"]["variables"][1]["expression"]
+        policy["spec"]["variables"][2]["expression"]
             .as_str()
             .unwrap()
             .contains(test)
@@ -516,4 +656,99 @@ fn guard_is_optional_and_never_checks_excluded_namespaces() {
     let docs = render(&["webhook.onlyPodsWithPlaceholders=false"]);
     let webhook = &one(&docs, "MutatingWebhookConfiguration")["webhooks"][0];
     assert!(MatchConditions::from_webhook(webhook).unwrap().is_empty());
+}
+
+/// `kubectl debug` adds ephemeral containers with an UPDATE of `pods/ephemeralcontainers`; the
+/// webhook never wraps them, so one with a placeholder is refused unless it is wired to the
+/// injector the pod already has. Pods created before the guard stay debuggable.
+#[test]
+fn ephemeral_containers_with_placeholders_are_refused() {
+    let chart = chart();
+    let update =
+        json!({"namespace": "apps", "operation": "UPDATE", "subResource": "ephemeralcontainers"});
+    let injector: &[&str] = &[INJECTOR];
+    let mutated = pod(
+        vec![container("app", Some(injector), &[("DB", Some(PH))])],
+        vec![],
+    );
+    let with_debug = |debug: Json| {
+        let mut p = mutated.clone();
+        p["spec"]["ephemeralContainers"] = json!([debug]);
+        p
+    };
+    let mut wired_debug = container("debug", Some(injector), &[("DB", Some(PH))]);
+    wired_debug["volumeMounts"] = json!([injector_mount()]);
+    let old_unwrapped = raw_pod(vec![container("legacy", None, &[("DB", Some(PH))])], vec![]);
+    let cases: Vec<(&str, Json, Vec<&str>)> = vec![
+        (
+            "plain debug container",
+            with_debug(container("debug", None, &[("X", Some("y"))])),
+            vec![],
+        ),
+        (
+            "debug container with a placeholder",
+            with_debug(container("debug", Some(&["/bin/sh"]), &[("DB", Some(PH))])),
+            vec!["debug"],
+        ),
+        (
+            "debug container with the injector command alone",
+            with_debug(container("debug", Some(injector), &[("DB", Some(PH))])),
+            vec!["debug"],
+        ),
+        (
+            "debug container wired to the pod's injector",
+            with_debug(wired_debug),
+            vec![],
+        ),
+        (
+            "a pod from before the guard gets a plain debug container",
+            {
+                let mut p = old_unwrapped.clone();
+                p["spec"]["ephemeralContainers"] = json!([container("debug", None, &[])]);
+                p
+            },
+            vec![],
+        ),
+    ];
+    for (case, pod, denied) in &cases {
+        let rust: Vec<String> = pod["spec"]["ephemeralContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                !wrapped(pod, c)
+                    && c["env"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|e| e["value"].as_str().is_some_and(is_placeholder))
+            })
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            rust, *denied,
+            "{case}: the table disagrees with the Rust rule"
+        );
+        let decision = chart
+            .guard
+            .evaluate_request(pod, &update)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        match (&decision, denied.is_empty()) {
+            (Decision::Allowed, true) => {}
+            (Decision::Denied(message), false) => assert!(
+                message.starts_with(&format!("container(s) {} would start", denied.join(", "))),
+                "{case}: {message}"
+            ),
+            _ => panic!("{case}: CEL says {decision:?}, expected denied = {denied:?}"),
+        }
+        // The same pod created with that ephemeral container (the API server refuses that
+        // anyway) is judged alike.
+        let created = chart.guard.evaluate(pod, "apps").unwrap();
+        assert_eq!(
+            created != Decision::Allowed,
+            !denied.is_empty()
+                || *case == "a pod from before the guard gets a plain debug container",
+            "{case} at CREATE"
+        );
+    }
 }
