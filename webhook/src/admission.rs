@@ -220,6 +220,26 @@ impl Admitter {
         let entrypoints = if lookups.is_empty() {
             Entrypoints::new()
         } else {
+            // Lookups read the pod's pull Secrets and ServiceAccount: only for namespaces that
+            // opted in, whatever the review claims (`/mutate` answers anyone who reaches it).
+            // The refusal says nothing about the Secrets named.
+            match self.namespaces.enabled(namespace).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.metrics.error("namespace_not_enabled");
+                    return Decision::Deny(format!(
+                        "akv-env: namespace {namespace} is not labelled \
+                         azure-key-vault-env-injection=enabled, so its images are not looked up"
+                    ));
+                }
+                Err(e) => {
+                    self.metrics.error("namespace");
+                    return Decision::Deny(format!(
+                        "akv-env: {e}, so image lookups cannot be made; retry, or set `command` \
+                         on containers with placeholders"
+                    ));
+                }
+            }
             let request = LookupRequest {
                 namespace,
                 images: &lookups,

@@ -136,14 +136,20 @@ impl Registries {
                     continue;
                 }
             };
+            // Only the two pull-secret types: a Secret of another type (a TLS key, a token) is
+            // never parsed, whatever keys it holds.
             let data = secret.data.unwrap_or_default();
-            let parsed = if let Some(bytes) = data.get(".dockerconfigjson") {
-                DockerConfig::from_dockerconfigjson(&bytes.0)
-            } else if let Some(bytes) = data.get(".dockercfg") {
-                DockerConfig::from_dockercfg(&bytes.0)
-            } else {
-                tracing::warn!(namespace, secret = %name, "imagePullSecret has no .dockerconfigjson");
-                continue;
+            let secret_type = secret.type_.as_deref().unwrap_or_default();
+            let parsed = match DockerConfig::from_secret(
+                secret_type,
+                data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())),
+            ) {
+                Ok(Some(config)) => Ok(config),
+                Ok(None) => {
+                    tracing::warn!(namespace, secret = %name, secret_type, "imagePullSecret is not of type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg with its key; ignored");
+                    continue;
+                }
+                Err(error) => Err(error),
             };
             match parsed {
                 Ok(config) => configs.push(config),

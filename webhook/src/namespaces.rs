@@ -1,4 +1,5 @@
-//! The namespace's `akv-env.io/vault` annotation, read through the API and cached briefly.
+//! The namespace's `akv-env.io/vault` annotation and its opt-in label, read through the API and
+//! cached briefly.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,9 +15,23 @@ use kube::Api;
 pub type VaultFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>>;
 
+/// Whether the namespace carries the opt-in label, or why it could not be read.
+pub type EnabledFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
+
+/// The label that opts a namespace in (the API server's `namespaceSelector` uses it too).
+pub const ENABLED_LABEL: &str = "azure-key-vault-env-injection";
+
 /// Where namespace annotations come from: the API server, or nowhere (no cluster).
 pub trait NamespaceSource: Send + Sync {
     fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a>;
+
+    /// Whether the namespace is labelled `azure-key-vault-env-injection=enabled`. Checked before
+    /// any Secret or ServiceAccount is read, because `/mutate` answers whoever reaches it and a
+    /// forged review can name any namespace. Sources without a cluster say yes: with no API
+    /// access there is nothing to read.
+    fn enabled<'a>(&'a self, _namespace: &'a str) -> EnabledFuture<'a> {
+        Box::pin(async { Ok(true) })
+    }
 }
 
 /// No cluster to ask (tests, or a webhook run without a kube config): no namespace defaults.
@@ -43,7 +58,14 @@ impl NamespaceSource for FixedNamespaces {
 pub struct KubeNamespaces {
     api: Api<Namespace>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    cache: Mutex<HashMap<String, (Instant, Facts)>>,
+}
+
+/// What the webhook reads from a namespace.
+#[derive(Debug, Clone)]
+struct Facts {
+    enabled: bool,
+    vault: Option<String>,
 }
 
 impl KubeNamespaces {
@@ -56,30 +78,47 @@ impl KubeNamespaces {
     }
 }
 
-impl NamespaceSource for KubeNamespaces {
-    fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a> {
-        Box::pin(async move {
-            let now = Instant::now();
-            if let Some((at, value)) = self.cache.lock().expect("cache lock").get(namespace)
-                && now.duration_since(*at) < self.ttl
-            {
-                return Ok(value.clone());
-            }
-            let ns = self
-                .api
-                .get(namespace)
-                .await
-                .map_err(|e| format!("cannot read namespace {namespace}: {e}"))?;
-            let value = ns
+impl KubeNamespaces {
+    /// One GET per namespace per `ttl`, for both the label and the annotation.
+    async fn facts(&self, namespace: &str) -> Result<Facts, String> {
+        let now = Instant::now();
+        if let Some((at, facts)) = self.cache.lock().expect("cache lock").get(namespace)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Ok(facts.clone());
+        }
+        let ns = self
+            .api
+            .get(namespace)
+            .await
+            .map_err(|e| format!("cannot read namespace {namespace}: {e}"))?;
+        let facts = Facts {
+            enabled: ns
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(ENABLED_LABEL))
+                .is_some_and(|v| v == "enabled"),
+            vault: ns
                 .metadata
                 .annotations
-                .and_then(|mut a| a.remove(ANNOTATION_VAULT));
-            let mut cache = self.cache.lock().expect("cache lock");
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(namespace.to_owned(), (now, value.clone()));
-            Ok(value)
-        })
+                .and_then(|mut a| a.remove(ANNOTATION_VAULT)),
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(namespace.to_owned(), (now, facts.clone()));
+        Ok(facts)
+    }
+}
+
+impl NamespaceSource for KubeNamespaces {
+    fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async move { self.facts(namespace).await.map(|f| f.vault) })
+    }
+
+    fn enabled<'a>(&'a self, namespace: &'a str) -> EnabledFuture<'a> {
+        Box::pin(async move { self.facts(namespace).await.map(|f| f.enabled) })
     }
 }

@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 struct Api {
     registry: String,
     namespace_reads: Arc<AtomicUsize>,
+    /// Secret and ServiceAccount GETs.
+    secret_reads: Arc<AtomicUsize>,
 }
 
 fn not_found(what: &str) -> Response {
@@ -35,12 +37,22 @@ fn not_found(what: &str) -> Response {
 
 async fn namespace(State(api): State<Api>, Path(name): Path<String>) -> Response {
     api.namespace_reads.fetch_add(1, Ordering::SeqCst);
+    // Only `shop` opted in.
+    let labels = if name == "shop" {
+        json!({"azure-key-vault-env-injection": "enabled"})
+    } else {
+        json!({})
+    };
     axum::Json(json!({"apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "annotations": {"akv-env.io/vault": "ns-default-kv"}}}))
+        "metadata": {"name": name, "labels": labels, "annotations": {"akv-env.io/vault": "ns-default-kv"}}}))
     .into_response()
 }
 
-async fn service_account(Path((ns, name)): Path<(String, String)>) -> Response {
+async fn service_account(
+    State(api): State<Api>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    api.secret_reads.fetch_add(1, Ordering::SeqCst);
     if name != "builder" {
         return not_found("serviceaccount");
     }
@@ -51,13 +63,17 @@ async fn service_account(Path((ns, name)): Path<(String, String)>) -> Response {
 }
 
 async fn secret(State(api): State<Api>, Path((ns, name)): Path<(String, String)>) -> Response {
-    if name != "regcred" {
-        return not_found("secret");
-    }
+    api.secret_reads.fetch_add(1, Ordering::SeqCst);
+    // `opaque-cred` holds the right credentials under the right key, but is not a pull secret.
+    let secret_type = match name.as_str() {
+        "regcred" => "kubernetes.io/dockerconfigjson",
+        "opaque-cred" => "Opaque",
+        _ => return not_found("secret"),
+    };
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let config = json!({"auths": {api.registry.clone(): {"auth": b64("puller:correct horse")}}});
     axum::Json(
-        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": secret_type,
         "metadata": {"name": name, "namespace": ns},
         "data": {".dockerconfigjson": b64(&config.to_string())}}),
     )
@@ -102,6 +118,7 @@ async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
     let client = start_api(Api {
         registry: registry.host(),
         namespace_reads: namespace_reads.clone(),
+        secret_reads: Arc::default(),
     })
     .await;
     let resolver = ImageResolver::new(RegistryOptions {
@@ -153,5 +170,92 @@ async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
     assert!(
         message.contains("refused access") && message.contains("set `command`"),
         "{message}"
+    );
+}
+
+/// `/mutate` answers whoever reaches the Service, so a forged review can name any namespace and
+/// any Secret. Secrets and ServiceAccounts are read only for pods that need an image lookup in a
+/// namespace labelled for akv-env, only pull-secret types are used, and refusals do not say
+/// whether a named Secret exists.
+#[tokio::test]
+async fn forged_reviews_read_no_secret() {
+    let registry = TestRegistry::start_with_basic_auth("puller", "correct horse").unwrap();
+    registry
+        .push(
+            &ImageSpec::linux("amd64").entrypoint(&["/private/app"]),
+            "private/app:1",
+        )
+        .unwrap();
+    let secret_reads = Arc::new(AtomicUsize::new(0));
+    let client = start_api(Api {
+        registry: registry.host(),
+        namespace_reads: Arc::default(),
+        secret_reads: secret_reads.clone(),
+    })
+    .await;
+    let resolver = ImageResolver::new(RegistryOptions {
+        insecure_registries: vec![registry.host()],
+        ..RegistryOptions::default()
+    });
+    let running = start(Options {
+        entrypoints: Arc::new(Registries::new(resolver, Some(client.clone()))),
+        namespaces: Arc::new(KubeNamespaces::new(client, Duration::from_secs(60))),
+        ..Options::default()
+    })
+    .await;
+    let mut conn = Connection::open(running.server.https_addr, &running.ca, Protocol::Http2).await;
+    let image = registry.image("private/app:1");
+    let mut send = async |review: &Value| {
+        let (_, body) = conn
+            .post("/mutate", serde_json::to_vec(review).unwrap())
+            .await;
+        read_answer(review, &body).response
+    };
+
+    // A namespace that did not opt in, naming a Secret that exists and one that does not.
+    for secret in ["regcred", "no-such-secret"] {
+        let mut forged = review(&image, "builder");
+        forged["request"]["namespace"] = json!("payments");
+        forged["request"]["object"]["metadata"]["namespace"] = json!("payments");
+        forged["request"]["object"]["spec"]["imagePullSecrets"] = json!([{"name": secret}]);
+        let response = send(&forged).await;
+        assert_eq!(response["allowed"], false, "{response}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("namespace payments is not labelled"),
+            "{message}"
+        );
+        assert!(!message.contains(secret), "{message}");
+        assert_eq!(secret_reads.load(Ordering::SeqCst), 0, "{secret}: no read");
+    }
+
+    // An enabled namespace, but a pod with `command`: nothing to look up, nothing read.
+    let mut with_command = fixture("pod-command.json");
+    with_command["request"]["object"]["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    let response = send(&with_command).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        secret_reads.load(Ordering::SeqCst),
+        0,
+        "a pod with command reads nothing"
+    );
+
+    // An enabled namespace and a Secret of type Opaque holding valid credentials: not used, and
+    // the refusal reads the same as for a Secret that does not exist.
+    let mut answers = Vec::new();
+    for secret in ["opaque-cred", "no-such-secret"] {
+        let mut review = review(&image, "default");
+        review["request"]["object"]["spec"]["imagePullSecrets"] = json!([{"name": secret}]);
+        let response = send(&review).await;
+        assert_eq!(response["allowed"], false, "{secret}: {response}");
+        let message = response["status"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("refused access"), "{message}");
+        assert!(!message.contains(secret), "{message}");
+        answers.push(message);
+    }
+    assert_eq!(answers[0], answers[1], "existence is not revealed");
+    assert!(
+        secret_reads.load(Ordering::SeqCst) >= 2,
+        "the enabled namespace's Secrets were read"
     );
 }

@@ -10,7 +10,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 const RELEASE: &str = "akv";
 const NAMESPACE: &str = "akv-system";
@@ -360,11 +360,7 @@ fn cluster_role_grants_only_what_the_webhook_reads() {
             .map(|(r, v)| (r.to_string(), v.to_string()))
             .collect::<BTreeSet<_>>()
     };
-    let namespaces = [
-        ("namespaces", "get"),
-        ("namespaces", "list"),
-        ("namespaces", "watch"),
-    ];
+    let namespaces = [("namespaces", "get")];
     let mut with_secrets = namespaces.to_vec();
     with_secrets.extend([("secrets", "get"), ("serviceaccounts", "get")]);
     for (sets, expected) in [
@@ -386,6 +382,41 @@ fn cluster_role_grants_only_what_the_webhook_reads() {
         assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
     }
     assert!(of_kind(&render(&["rbac.create=false"]), "ClusterRole").is_empty());
+
+    // Per-namespace grants instead of cluster-wide ones.
+    let docs = render(&["rbac.pullSecretNamespaces={shop,payments}"]);
+    assert_eq!(
+        grants(&docs),
+        set(&namespaces),
+        "nothing cluster-wide on secrets"
+    );
+    let roles = of_kind(&docs, "Role");
+    let bindings = of_kind(&docs, "RoleBinding");
+    let in_ns = |docs: &[&Json]| -> Vec<String> {
+        docs.iter()
+            .map(|d| d["metadata"]["namespace"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(in_ns(&roles), ["shop", "payments"]);
+    assert_eq!(in_ns(&bindings), ["shop", "payments"]);
+    for (role, binding) in roles.iter().zip(&bindings) {
+        assert_eq!(
+            role["rules"],
+            json!([{"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}])
+        );
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(
+            binding["subjects"][0]["name"],
+            one(&docs, "ServiceAccount")["metadata"]["name"]
+        );
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    }
+    let docs = render(&[
+        "rbac.pullSecretNamespaces={shop}",
+        "imageLookup.pullSecrets=false",
+    ]);
+    assert!(of_kind(&docs, "Role").is_empty());
 }
 
 #[test]
