@@ -26,6 +26,14 @@ case "$BINARY" in
   *) die "unknown binary $BINARY (akv-env or akv-env-webhook)" ;;
 esac
 
+# Called from tests too, whose environment holds their own crate's CARGO_PKG_* / CARGO_MANIFEST_*
+# (set by cargo test). Build scripts that watch such variables (ring's does) would rebuild the
+# whole LTO binary each time the caller changes: build with one environment from everywhere.
+for var in $(compgen -e); do
+  case "$var" in
+    CARGO_PKG_*|CARGO_MANIFEST_*|CARGO_CFG_*|CARGO_CRATE_NAME|CARGO_PRIMARY_PACKAGE|CARGO_TARGET_TMPDIR|CARGO_BIN_NAME|OUT_DIR) unset "$var" ;;
+  esac
+done
 cargo build --profile "$PROFILE" --locked -p "$BINARY" --bin "$BINARY" --target "$TARGET" >&2
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/$TARGET/$PROFILE/$BINARY"
