@@ -8,6 +8,7 @@ mod exec;
 mod install;
 mod rotation;
 mod supervise;
+mod termination;
 
 use akv_keyvault::{AuthConfig, AuthMode, FetchOptions, Resolver, Secret, TransportConfig};
 use akv_placeholder::Vault;
@@ -30,8 +31,9 @@ Every environment variable whose value looks like
     NAME@azurekeyvault[?vault=V&version=HEX&type=secret|certificate|key&key=FIELD&encoding=base64&part=cert|key|pem]
 is fetched from Key Vault (concurrently, once per distinct object) and replaced by its value in
 memory; then PROGRAM replaces akv-env (same PID, its own exit code and signals). If any
-placeholder cannot be resolved, akv-env prints one line per failing variable to stderr and exits
-1 without running PROGRAM. With no placeholders it execs at once, without touching the network.
+placeholder cannot be resolved, akv-env prints one line per failing variable to stderr (and to
+the termination message file, which `kubectl describe pod` shows) and exits 1 without running
+PROGRAM. With no placeholders it execs at once, without touching the network.
 
 Identity (the pod's own): workload identity if AZURE_FEDERATED_TOKEN_FILE is set (with
 AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST), else a service principal if
@@ -81,7 +83,7 @@ struct Settings {
     #[arg(long, env = "AKV_ENV_AUTH", value_name = "MODE")]
     auth: Option<String>,
 
-    /// Give up after this long overall: "60s", "90" (seconds), "1500ms", "2m".
+    /// Give up after this long overall, in Go's syntax: "60s", "1500ms", "2m", "1m30s".
     #[arg(long, env = "AKV_ENV_TIMEOUT", default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     timeout: Duration,
 
@@ -92,6 +94,12 @@ struct Settings {
     /// Fixed addresses for host names, for private endpoints without DNS: "host=ip:port,host2=ip:port".
     #[arg(long, env = "AKV_ENV_RESOLVE", value_name = "MAP")]
     resolve: Option<String>,
+
+    /// File for the failure lines besides stderr, written if it exists: the container's
+    /// `terminationMessagePath` (the webhook passes one other than the default), which the
+    /// kubelet shows in `kubectl describe pod`.
+    #[arg(long, value_name = "FILE", default_value = termination::DEFAULT_PATH)]
+    termination_message_path: PathBuf,
 
     /// Log filter (tracing syntax: "warn", "debug", "akv_keyvault=trace"); logs go to stderr.
     #[arg(
@@ -106,26 +114,17 @@ struct Settings {
     rotation: rotation::Flags,
 }
 
-/// `60s`, `90` (seconds), `1500ms`, `2m`. Pure; tested below.
+/// The overall deadline, in Go's duration grammar (shared with the webhook and the chart):
+/// more than 0 and at most 24h. Pure; tested below.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; use e.g. 60s, 90, 1500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
-    };
-    if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!("{text:?}: must be more than 0 and at most 24h"));
+    let duration = akv_duration::parse(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() || duration > Duration::from_secs(86_400) {
+        return Err(format!(
+            "{:?}: must be more than 0 and at most 24h",
+            text.trim()
+        ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(duration)
 }
 
 fn main() -> ExitCode {
@@ -193,6 +192,7 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
         return ExitCode::from(2);
     }
     let found = envp::find_placeholders(&env);
+    let failures = termination::Report::new(Some(settings.termination_message_path.clone()));
 
     let argv: Vec<CString> = match program
         .iter()
@@ -201,7 +201,7 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
     {
         Ok(v) => v,
         Err(_) => {
-            eprintln!("akv-env: an argument contains a NUL byte");
+            failures.fail(&["an argument contains a NUL byte".to_owned()]);
             return ExitCode::from(2);
         }
     };
@@ -215,7 +215,7 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             tracing::warn!(error = %e, "could not mark the process non-dumpable");
         }
-        match resolve(&settings, &env, found, &mut report) {
+        match resolve(&settings, &env, found, &mut report, &failures) {
             Ok(r) => r,
             Err(code) => return code,
         }
@@ -225,10 +225,10 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
     let envp = match envp::build_envp(&env, &resolved) {
         Ok(e) => e,
         Err((i, _)) => {
-            eprintln!(
-                "akv-env: {}: the resolved value contains a NUL byte, which an environment variable cannot hold",
+            failures.fail(&[format!(
+                "{}: the resolved value contains a NUL byte, which an environment variable cannot hold",
                 env[i].0.to_string_lossy()
-            );
+            )]);
             return ExitCode::FAILURE;
         }
     };
@@ -238,7 +238,7 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
     }
     let failure = exec::exec(&program_name, path.as_deref(), &argv, envp.as_slice());
     drop(envp);
-    eprintln!("akv-env: {}", failure.message);
+    failures.fail(std::slice::from_ref(&failure.message));
     ExitCode::from(failure.status as u8)
 }
 
@@ -278,16 +278,18 @@ fn build_resolver(
     Ok((resolver, default_vault))
 }
 
-/// Fetches every placeholder; on any failure prints one line per failing variable. `report`
-/// gets which object version each value came from (identifiers only).
+/// Fetches every placeholder; on any failure reports one line per failing variable to
+/// `failures` (stderr and the termination message file). `report` gets which object version
+/// each value came from (identifiers only).
 fn resolve(
     settings: &Settings,
     env: &[(OsString, OsString)],
     found: Vec<envp::Found>,
     report: &mut Vec<supervise::ReportLine>,
+    failures: &termination::Report,
 ) -> Result<Vec<(usize, Secret)>, ExitCode> {
     let fail = |msg: String| {
-        eprintln!("akv-env: {msg}");
+        failures.fail(&[msg]);
         ExitCode::FAILURE
     };
 
@@ -332,9 +334,7 @@ fn resolve(
     if lines.is_empty() {
         Ok(resolved)
     } else {
-        for line in &lines {
-            eprintln!("akv-env: {line}");
-        }
+        failures.fail(&lines);
         Err(ExitCode::FAILURE)
     }
 }
@@ -348,10 +348,12 @@ mod tests {
     fn parses_durations() {
         let ok = [
             ("60s", 60_000),
-            ("90", 90_000),
             ("1500ms", 1500),
             ("2m", 120_000),
+            ("1m30s", 90_000),
+            ("1.5m", 90_000),
             (" 0.5s ", 500),
+            ("24h", 86_400_000),
         ];
         for (text, ms) in ok {
             assert_eq!(
@@ -363,9 +365,12 @@ mod tests {
         let bad = [
             ("", "not a duration"),
             ("abc", "not a duration"),
-            ("5h", "unknown unit \"h\""),
+            ("90", "has no unit; write e.g. 90s"),
+            ("5d", "unknown unit \"d\""),
             ("0", "more than 0"),
-            ("-1s", "not a duration"),
+            ("0s", "more than 0"),
+            ("25h", "at most 24h"),
+            ("-1s", "negative"),
         ];
         for (text, want) in bad {
             let err = parse_duration(text).unwrap_err();

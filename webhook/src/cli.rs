@@ -39,9 +39,16 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve admission reviews over HTTPS (`/mutate`), health and metrics over HTTP.
+    ///
+    /// A flag given twice takes its last value (repeatable ones add up), so the chart's
+    /// `extraArgs`, rendered after its own flags, can override them.
+    #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
     /// Print manifests as they would be admitted (Pods and the pod templates of workloads).
-    Inject(InjectArgs),
+    Inject(Box<InjectArgs>),
+    /// Rewrite akv2k8s manifests: `NAME@azurekeyvault[?QUERY]` values that refer to an
+    /// AzureKeyVaultSecret in the input become direct akv-env placeholders.
+    Migrate(MigrateArgs),
     /// Benchmark floor: a bare rustls+axum server answering every review "allowed".
     #[command(hide = true)]
     Floor(FloorArgs),
@@ -58,13 +65,105 @@ pub struct MutationArgs {
     /// its namespace has an `akv-env.io/vault` annotation.
     #[arg(long, env = "AKV_ENV_WEBHOOK_DEFAULT_VAULT", value_parser = parse_vault)]
     pub default_vault: Option<Vault>,
+
+    #[command(flatten)]
+    pub init_container: InitContainerArgs,
 }
 
 impl MutationArgs {
     pub fn config(&self) -> akv_mutation::Config {
         let mut config = akv_mutation::Config::new(self.injector_image.clone());
         config.default_vault = self.default_vault.clone();
+        self.init_container.apply(&mut config);
         config
+    }
+}
+
+/// The init container the mutation adds (it copies the injector into the pod).
+#[derive(Debug, Args)]
+pub struct InitContainerArgs {
+    /// `imagePullPolicy` of the added init container.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_PULL_POLICY", value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    pub injector_pull_policy: PullPolicy,
+
+    /// CPU request of the added init container ("" leaves it unset).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_CPU_REQUEST", default_value = "10m", value_parser = parse_quantity)]
+    pub injector_cpu_request: String,
+
+    /// Memory request of the added init container ("" leaves it unset).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_MEMORY_REQUEST", default_value = "16Mi", value_parser = parse_quantity)]
+    pub injector_memory_request: String,
+
+    /// CPU limit of the added init container ("" leaves it unset).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_CPU_LIMIT", default_value = "100m", value_parser = parse_quantity)]
+    pub injector_cpu_limit: String,
+
+    /// Memory limit of the added init container ("" leaves it unset).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_MEMORY_LIMIT", default_value = "64Mi", value_parser = parse_quantity)]
+    pub injector_memory_limit: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    #[value(name = "Always")]
+    Always,
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    #[value(name = "Never")]
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+impl InitContainerArgs {
+    /// Sets the init container's pull policy and resources in `config`.
+    pub fn apply(&self, config: &mut akv_mutation::Config) {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        use std::collections::BTreeMap;
+        let quantities = |cpu: &str, memory: &str| {
+            let map: BTreeMap<String, Quantity> = [("cpu", cpu), ("memory", memory)]
+                .into_iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(k, q)| (k.to_owned(), Quantity(q.to_owned())))
+                .collect();
+            (!map.is_empty()).then_some(map)
+        };
+        config.pull_policy = self.injector_pull_policy.as_str().to_owned();
+        config.resources.requests =
+            quantities(&self.injector_cpu_request, &self.injector_memory_request);
+        config.resources.limits = quantities(&self.injector_cpu_limit, &self.injector_memory_limit);
+    }
+}
+
+/// A Kubernetes quantity as pod specs write them (`10m`, `0.5`, `64Mi`, `1G`), or "" for none.
+fn parse_quantity(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let number_ok = !number.is_empty()
+        && number.parse::<f64>().is_ok()
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    let suffix_ok = matches!(
+        suffix,
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+    );
+    if text.is_empty() || (number_ok && suffix_ok) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a Kubernetes quantity; write e.g. 10m, 0.5, 64Mi or 1G"
+        ))
     }
 }
 
@@ -408,6 +507,9 @@ pub struct InjectArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub init_container: InitContainerArgs,
 }
 
 impl InjectArgs {
@@ -415,6 +517,7 @@ impl InjectArgs {
     pub fn config(&self) -> akv_mutation::Config {
         let mut config = akv_mutation::Config::new(self.injector_image.clone().unwrap_or_default());
         config.default_vault = self.default_vault.clone();
+        self.init_container.apply(&mut config);
         config
     }
 
@@ -426,6 +529,22 @@ impl InjectArgs {
                 .then(|| self.enabled_namespace.clone()),
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Give it the workloads and the AzureKeyVaultSecret resources they use, e.g. \
+`kubectl get azurekeyvaultsecrets -n NS -o yaml` appended to the manifests. Prints the \
+manifests with each convertible placeholder rewritten (other documents byte for byte) and, on \
+standard error, one line per thing it could not convert: Secrets the akv2k8s controller syncs \
+(akv-env has no equivalent, by design), username/password queries, YAML multi-key secrets, \
+transforms other than base64decode, references to resources not in the input. \
+Exit status: 0 when everything was converted; 2 when some lines were printed; 1 when the \
+input cannot be read.")]
+pub struct MigrateArgs {
+    /// Manifest file, or `-` for standard input. Multi-document YAML (or JSON).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -501,5 +620,62 @@ mod tests {
             err.contains("--cache-ttl") && err.contains("unknown unit"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn init_container_flags_reach_the_mutation_config() {
+        let serve = |extra: &[&str]| {
+            let mut argv = vec![
+                "akv-env-webhook",
+                "serve",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ];
+            argv.extend_from_slice(&["--injector-image", "img"]);
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Serve(args)) => Ok(args.mutation.config()),
+                Ok(_) => panic!("not serve"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(
+            defaults,
+            akv_mutation::Config::new("img"),
+            "the flags' defaults are the library's"
+        );
+        let config = serve(&[
+            "--injector-pull-policy=Always",
+            "--injector-memory-request=32Mi",
+            "--injector-cpu-limit=",
+            "--injector-memory-limit=",
+        ])
+        .unwrap();
+        assert_eq!(config.pull_policy, "Always");
+        let requests = config.resources.requests.unwrap();
+        assert_eq!(requests["memory"].0, "32Mi");
+        assert_eq!(requests["cpu"].0, "10m");
+        assert_eq!(
+            config.resources.limits, None,
+            "no limit when both are emptied"
+        );
+        for (flag, want) in [
+            ("--injector-cpu-request=ten", "not a Kubernetes quantity"),
+            ("--injector-memory-limit=64MB", "not a Kubernetes quantity"),
+            ("--injector-pull-policy=always", "invalid value 'always'"),
+        ] {
+            let err = serve(&[flag]).unwrap_err();
+            assert!(err.contains(want), "{flag}: {err}");
+        }
+        // A flag given twice takes its last value (the chart's extraArgs override its own flags).
+        let config = serve(&[
+            "--injector-pull-policy=Never",
+            "--injector-pull-policy=Always",
+        ])
+        .unwrap();
+        assert_eq!(config.pull_policy, "Always");
     }
 }

@@ -45,7 +45,7 @@ fn template_pointer(kind: &str) -> Option<&'static str> {
 }
 
 /// Splits multi-document YAML at `---` lines, keeping each document's text.
-fn split_documents(input: &str) -> Vec<&str> {
+pub(crate) fn split_documents(input: &str) -> Vec<&str> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut offset = 0;
@@ -62,7 +62,7 @@ fn split_documents(input: &str) -> Vec<&str> {
 }
 
 /// Strips a leading `---` line (kept separately so the output can put it back).
-fn strip_marker(doc: &str) -> (&str, &str) {
+pub(crate) fn strip_marker(doc: &str) -> (&str, &str) {
     let first_end = doc.find('\n').map_or(doc.len(), |i| i + 1);
     let first = doc[..first_end].trim_end();
     if first == "---" || first.starts_with("--- ") {

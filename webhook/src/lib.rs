@@ -11,6 +11,7 @@ pub mod inject;
 pub mod limits;
 pub mod lookup;
 pub mod metrics;
+pub mod migrate;
 pub mod namespaces;
 pub mod server;
 pub mod tls;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use akv_env_webhook::admission::Admitter;
-use akv_env_webhook::cli::{Cli, Command, FloorArgs, InjectArgs, LogFormat, ServeArgs};
+use akv_env_webhook::cli::{
+    Cli, Command, FloorArgs, InjectArgs, LogFormat, MigrateArgs, ServeArgs,
+};
 use akv_env_webhook::lookup::{Disabled, EntrypointSource, Registries};
 use akv_env_webhook::metrics::Metrics;
 use akv_env_webhook::namespaces::{KubeNamespaces, NamespaceSource, NoNamespaces};
@@ -34,7 +36,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
-            Command::Inject(args) => inject(args).await,
+            Command::Inject(args) => inject(*args).await,
+            Command::Migrate(args) => migrate(args),
             Command::Floor(args) => floor(args).await,
         }
     });
@@ -144,17 +147,41 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
-    let input = if args.file.as_os_str() == "-" {
+/// The manifest file, or standard input for `-`.
+fn read_input(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("cannot read standard input")?;
-        text
+        Ok(text)
     } else {
-        std::fs::read_to_string(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?
-    };
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    }
+}
+
+/// `migrate`: rewritten manifests on stdout, what could not be converted on stderr.
+fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(&args.file)?;
+    let migrated = akv_env_webhook::migrate::migrate(&input).map_err(anyhow::Error::msg)?;
+    print!("{}", migrated.yaml);
+    for note in &migrated.notes {
+        eprintln!("not converted: {note}");
+    }
+    eprintln!(
+        "akv-env-webhook migrate: {} placeholder(s) rewritten, {} thing(s) not converted",
+        migrated.converted,
+        migrated.notes.len()
+    );
+    Ok(if migrated.notes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+async fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(&args.file)?;
     if args.check {
         return Ok(check(&input, &args));
     }

@@ -28,6 +28,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: akv-env
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "akv-env.serviceAccountName" -}}
@@ -96,4 +99,13 @@ has({{ . }}.env) && {{ . }}.env.exists(e, has(e.value) && e.value.split('?', 2)[
 {{/* All containers that the webhook may wrap: containers, init containers (incl. native sidecars). */}}
 {{- define "akv-env.cel.containers" -}}
 object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])
+{{- end }}
+
+{{/* The namespace labels the webhook selects on, as `k=v,k2=v2` for messages. */}}
+{{- define "akv-env.namespaceLabels" -}}
+{{- $pairs := list }}
+{{- range $k, $v := (.Values.webhook.namespaceSelector.matchLabels | default dict) }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs | default "(see webhook.namespaceSelector)" }}
 {{- end }}

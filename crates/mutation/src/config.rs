@@ -31,6 +31,8 @@ pub struct Config {
     pub default_vault: Option<Vault>,
     /// Requests and limits of the init container (small: it copies one file).
     pub resources: ResourceRequirements,
+    /// `imagePullPolicy` of the init container.
+    pub pull_policy: String,
     /// Where wrapped containers see the binary's directory.
     pub mount_path: String,
     /// The shared emptyDir volume's name.
@@ -61,6 +63,7 @@ impl Config {
                 limits: Some(quantities("100m", "64Mi")),
                 ..Default::default()
             },
+            pull_policy: "IfNotPresent".to_owned(),
             mount_path: "/akv-env/bin".to_owned(),
             volume_name: "akv-env".to_owned(),
             volume_size_limit: "16Mi".to_owned(),

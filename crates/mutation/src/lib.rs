@@ -30,6 +30,7 @@ mod entrypoint;
 mod error;
 mod patch;
 mod plan;
+mod termination;
 
 pub use config::{
     ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT, ARCH_NODE_SELECTOR, Config,
@@ -38,6 +39,7 @@ pub use config::{
 pub use entrypoint::ImageEntrypoint;
 pub use error::{Denial, Problem};
 pub use patch::Mutation;
+pub use termination::DEFAULT_TERMINATION_MESSAGE_PATH;
 pub use plan::{
     ContainerKind, ContainerRef, Entrypoints, ImageLookup, Plan, Skip, needs_namespace_vault, plan,
 };

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ANNOTATION_STATUS, DEFAULT_VAULT_ENV, INSTALL_MOUNT_PATH, STATUS_INJECTED};
 use crate::entrypoint;
+use crate::termination;
 use crate::error::{Denial, Problem};
 use crate::plan::{ContainerRef, Entrypoints, Plan};
 
@@ -103,7 +104,12 @@ impl Plan<'_> {
             ops.push(set(
                 target.has_args,
                 &at("args"),
-                json!(entrypoint::wrapped_args(argv)),
+                json!(
+                    termination::injector_flags(target.termination_message_path.as_deref())
+                        .into_iter()
+                        .chain(entrypoint::wrapped_args(argv))
+                        .collect::<Vec<_>>()
+                ),
             ));
             if let Some(vault) = self
                 .default_vault
@@ -147,7 +153,7 @@ impl Plan<'_> {
         json!({
             "name": config.init_container_name,
             "image": config.injector_image,
-            "imagePullPolicy": "IfNotPresent",
+            "imagePullPolicy": config.pull_policy,
             "command": ["/akv-env", "install", INSTALL_MOUNT_PATH],
             "volumeMounts": [{ "name": config.volume_name, "mountPath": INSTALL_MOUNT_PATH }],
             "resources": config.resources,

@@ -84,6 +84,8 @@ pub(crate) struct Target {
     pub(crate) has_env: bool,
     pub(crate) has_volume_mounts: bool,
     pub(crate) sets_default_vault: bool,
+    /// The container's `terminationMessagePath` (the injector writes its failures there).
+    pub(crate) termination_message_path: Option<String>,
 }
 
 /// The first step's result: what will be done, pending image lookups.
@@ -399,6 +401,7 @@ fn examine(
             .and_then(|r| r.get("volumeMounts"))
             .is_some_and(Value::is_array),
         sets_default_vault: own_default.is_some(),
+        termination_message_path: typed.termination_message_path.clone(),
         container,
     })
 }

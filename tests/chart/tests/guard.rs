@@ -15,6 +15,8 @@ const NAMESPACE: &str = "akv-system";
 /// read-only mount of the installer's volume at its directory, as wrapped.
 const INJECTOR: &str = "/akv-env/bin/akv-env";
 const INJECTOR_DIR: &str = "/akv-env/bin";
+/// akv2k8s' env injector, as its webhook rewrites commands: the guard leaves such pods alone.
+const AKV2K8S: &str = "/azure-keyvault/azure-keyvault-env";
 /// The injector image the charts below are rendered with.
 const INJECTOR_IMAGE: &str = "registry.example/akv-env:v1";
 const IMAGE_SETS: [&str; 2] = [
@@ -145,7 +147,7 @@ fn unwrapped_with_placeholder(pod: &Json) -> Vec<String> {
     let mut out = Vec::new();
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         for c in pod["spec"][list].as_array().into_iter().flatten() {
-            let wrapped = wrapped(pod, c);
+            let wrapped = wrapped(pod, c) || c["command"][0] == AKV2K8S;
             let has = c["env"]
                 .as_array()
                 .into_iter()
@@ -460,6 +462,30 @@ fn guard_denies_exactly_the_pods_that_would_start_with_raw_placeholders() {
             vec!["app"],
         ),
         (
+            "wrapped by akv2k8s during a migration",
+            pod(
+                vec![container(
+                    "app",
+                    Some(&[AKV2K8S, "/app"]),
+                    &[("DB", Some("db@azurekeyvault?tls.crt"))],
+                )],
+                vec![container("init", Some(&[AKV2K8S]), &[("DB", Some(PH))])],
+            ),
+            vec![],
+        ),
+        (
+            "akv2k8s' binary elsewhere than command[0] is not a wrapper",
+            pod(
+                vec![container(
+                    "app",
+                    Some(&["/bin/sh", AKV2K8S]),
+                    &[("DB", Some(PH))],
+                )],
+                vec![],
+            ),
+            vec!["app"],
+        ),
+        (
             "bare suffix counts (the webhook refuses its empty name)",
             pod(
                 vec![container("app", None, &[("V", Some("@azurekeyvault"))])],
@@ -751,4 +777,72 @@ fn ephemeral_containers_with_placeholders_are_refused() {
             "{case} at CREATE"
         );
     }
+}
+
+#[test]
+fn guard_can_warn_or_audit_during_a_migration_and_follows_the_namespace_selector() {
+    for (sets, actions) in [
+        (&[][..], json!(["Deny"])),
+        (&["guard.validationActions={Warn}"][..], json!(["Warn"])),
+        (
+            &["guard.validationActions={Warn,Audit}"][..],
+            json!(["Warn", "Audit"]),
+        ),
+        (&["guard.validationActions={Audit}"][..], json!(["Audit"])),
+    ] {
+        let docs = render(sets);
+        let binding = one(&docs, "ValidatingAdmissionPolicyBinding");
+        assert_eq!(binding["spec"]["validationActions"], actions, "{sets:?}");
+    }
+    let helm = Helm::locate().unwrap();
+    let error = helm
+        .template("akv", NAMESPACE, &["guard.validationActions={Deny,Warn}"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("Deny and Warn cannot be combined"),
+        "{error}"
+    );
+    for (bad, want) in [
+        (
+            "guard.validationActions={Block}",
+            "/guard/validationActions",
+        ),
+        (
+            "guard.validationActions=null",
+            "guard.validationActions must list Deny",
+        ),
+    ] {
+        let error = helm
+            .template("akv", NAMESPACE, &[bad])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(want), "{bad}: {error}");
+    }
+
+    // With the migration label, the guard's message names that label.
+    let docs = render(&[
+        "webhook.namespaceSelector.matchLabels.azure-key-vault-env-injection=null",
+        "webhook.namespaceSelector.matchLabels.akv-env\\.io/injection=enabled",
+    ]);
+    let guard = Policy::from_manifest(one(&docs, "ValidatingAdmissionPolicy")).unwrap();
+    let bare = pod(vec![container("app", None, &[("DB", Some(PH))])], vec![]);
+    let Decision::Denied(message) = guard.evaluate(&bare, "apps").unwrap() else {
+        panic!("denied")
+    };
+    assert!(
+        message.contains("with akv-env.io/injection=enabled,"),
+        "{message}"
+    );
+    // Without the akv2k8s exemption, its pods are refused like any other.
+    let docs = render(&["guard.allowAkv2k8sWrapped=false"]);
+    let guard = Policy::from_manifest(one(&docs, "ValidatingAdmissionPolicy")).unwrap();
+    let theirs = pod(
+        vec![container("app", Some(&[AKV2K8S]), &[("DB", Some(PH))])],
+        vec![],
+    );
+    assert!(matches!(
+        guard.evaluate(&theirs, "apps").unwrap(),
+        Decision::Denied(_)
+    ));
 }

@@ -12,6 +12,14 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value as Json, json};
 
+/// Base64 of a PEM CA certificate (a throw-away self-signed P-256 CA, `openssl req -x509`; its key
+/// was never kept): what `tls.secret.caBundle` must hold.
+macro_rules! test_ca_bundle {
+    () => {
+        "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJsekNDQVQyZ0F3SUJBZ0lVVzdRcE1PdzB1MTRrRDZuQXRxT2pHWFVUVmZvd0NnWUlLb1pJemowRUF3SXcKSURFZU1Cd0dBMVVFQXd3VllXdDJMV1Z1ZGlCamFHRnlkQ0IwWlhOMElFTkJNQ0FYRFRJMk1URXlPVEEwTkRBMQpORm9ZRHpJeE1qWXhNVEExTURRME1EVTBXakFnTVI0d0hBWURWUVFEREJWaGEzWXRaVzUySUdOb1lYSjBJSFJsCmMzUWdRMEV3V1RBVEJnY3Foa2pPUFFJQkJnZ3Foa2pPUFFNQkJ3TkNBQVFPZzlJOExzOVdMNzgvcE5UZlE5R2IKWHdlWURObW4xcldKZzU1enNhbEpQeVQwNlBiTlErbFNXbHV6TnJXc01CbXBCaEhPclVGSGovT3Y4V0tyS1UvMApvMU13VVRBZEJnTlZIUTRFRmdRVXdxbm1LRVR3T3MzcDcwQk1YY2JDVU9ZckRpc3dId1lEVlIwakJCZ3dGb0FVCndxbm1LRVR3T3MzcDcwQk1YY2JDVU9ZckRpc3dEd1lEVlIwVEFRSC9CQVV3QXdFQi96QUtCZ2dxaGtqT1BRUUQKQWdOSUFEQkZBaUJ3WEJxL2VuL0c1VmN5WmlXaEhMeU9nZXZVM3o2ODRnaldNeDVZdkFMajBRSWhBS1NIR1FWVApNdzdVU0k4Nlp0MEpVSFluRlVDY09aVjhSVkRVRm4vRnJ0cVoKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
+    };
+}
+
 const RELEASE: &str = "akv";
 const NAMESPACE: &str = "akv-system";
 const FULLNAME: &str = "akv-akv-env";
@@ -68,7 +76,7 @@ const VALUE_SETS: &[(&str, &[&str])] = &[
         &[
             "tls.mode=secret",
             "tls.secret.name=my-tls",
-            "tls.secret.caBundle=Q0EK",
+            concat!("tls.secret.caBundle=", test_ca_bundle!()),
         ],
     ),
     (
@@ -290,10 +298,13 @@ fn secret_mode_uses_the_given_secret_and_ca_bundle_and_names_what_is_missing() {
     let docs = render(&[
         "tls.mode=secret",
         "tls.secret.name=my-tls",
-        "tls.secret.caBundle=Q0EK",
+        concat!("tls.secret.caBundle=", test_ca_bundle!()),
     ]);
     assert!(of_kind(&docs, "Secret").is_empty() && of_kind(&docs, "Certificate").is_empty());
-    assert_eq!(webhook(&docs)["clientConfig"]["caBundle"], "Q0EK");
+    assert_eq!(
+        webhook(&docs)["clientConfig"]["caBundle"],
+        test_ca_bundle!()
+    );
     assert_eq!(
         one(&docs, "Deployment")["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
         "my-tls"
@@ -307,6 +318,129 @@ fn secret_mode_uses_the_given_secret_and_ca_bundle_and_names_what_is_missing() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("/tls/secret/caBundle"), "{error}");
+}
+
+#[test]
+fn a_ca_bundle_that_is_not_a_pem_certificate_fails_to_render() {
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let not_der = b64("-----BEGIN CERTIFICATE-----\nQ0EK\n-----END CERTIFICATE-----\n");
+    let key = b64("-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n");
+    for (case, bundle, schema) in [
+        ("base64 of plain text", "Q0EK".to_owned(), false),
+        ("a PEM armour around no DER", not_der, false),
+        ("a private key", key, false),
+        ("not base64", "not base64!".to_owned(), true),
+    ] {
+        let set = format!("tls.secret.caBundle={bundle}");
+        let error = helm()
+            .template(
+                RELEASE,
+                NAMESPACE,
+                &["tls.mode=secret", "tls.secret.name=my-tls", &set],
+            )
+            .expect_err(case)
+            .to_string();
+        let want = if schema {
+            "/tls/secret/caBundle"
+        } else {
+            "tls.secret.caBundle must be the base64 of a PEM CA certificate"
+        };
+        assert!(error.contains(want), "{case}: {error}");
+    }
+}
+
+#[test]
+fn pod_disruption_budget_never_blocks_a_drain_and_offers_max_unavailable() {
+    enum Want {
+        Min(Json),
+        Max(Json),
+        None,
+        Fails(&'static str),
+    }
+    let min_fails = "must be less than replicaCount";
+    let max_fails = "lets no webhook pod be evicted";
+    for (sets, want) in [
+        (&[][..], Want::Min(1.into())),
+        (
+            &["replicaCount=3", "podDisruptionBudget.minAvailable=2"][..],
+            Want::Min(2.into()),
+        ),
+        (
+            &["podDisruptionBudget.minAvailable=50%"][..],
+            Want::Min("50%".into()),
+        ),
+        (
+            &["podDisruptionBudget.minAvailable=2"][..],
+            Want::Fails(min_fails),
+        ),
+        (
+            &["podDisruptionBudget.minAvailable=60%"][..],
+            Want::Fails(min_fails),
+        ),
+        (
+            &["replicaCount=3", "podDisruptionBudget.minAvailable=3"][..],
+            Want::Fails(min_fails),
+        ),
+        (
+            &["podDisruptionBudget.maxUnavailable=1"][..],
+            Want::Max(1.into()),
+        ),
+        (
+            &[
+                "podDisruptionBudget.minAvailable=2",
+                "podDisruptionBudget.maxUnavailable=1",
+            ][..],
+            Want::Max(1.into()),
+        ),
+        (
+            &["replicaCount=4", "podDisruptionBudget.maxUnavailable=25%"][..],
+            Want::Max("25%".into()),
+        ),
+        (
+            &["podDisruptionBudget.maxUnavailable=0"][..],
+            Want::Fails(max_fails),
+        ),
+        (
+            &["replicaCount=3", "podDisruptionBudget.maxUnavailable=30%"][..],
+            Want::Fails(max_fails),
+        ),
+        (
+            &["replicaCount=1", "podDisruptionBudget.minAvailable=1"][..],
+            Want::None,
+        ),
+        (&["podDisruptionBudget.enabled=false"][..], Want::None),
+    ] {
+        let rendered = helm().template(RELEASE, NAMESPACE, sets);
+        let spec = |docs: &[Json]| one(docs, "PodDisruptionBudget")["spec"].clone();
+        match want {
+            Want::Fails(message) => {
+                let error = rendered.expect_err(&format!("{sets:?}")).to_string();
+                assert!(error.contains(message), "{sets:?}: {error}");
+                assert!(
+                    error.contains("maxUnavailable"),
+                    "{sets:?}: offers maxUnavailable: {error}"
+                );
+            }
+            Want::None => {
+                let docs = parse_documents(&rendered.unwrap()).unwrap();
+                assert!(of_kind(&docs, "PodDisruptionBudget").is_empty(), "{sets:?}");
+            }
+            Want::Min(value) => {
+                let yaml = rendered.unwrap();
+                let spec = spec(&parse_documents(&yaml).unwrap());
+                assert_eq!(spec["minAvailable"], value, "{sets:?}");
+                assert!(spec.get("maxUnavailable").is_none(), "{sets:?}");
+                kubernetes_validate(&yaml).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+            }
+            Want::Max(value) => {
+                let yaml = rendered.unwrap();
+                let spec = spec(&parse_documents(&yaml).unwrap());
+                assert_eq!(spec["maxUnavailable"], value, "{sets:?}");
+                assert!(spec.get("minAvailable").is_none(), "{sets:?}");
+                kubernetes_validate(&yaml).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+            }
+        }
+    }
 }
 
 #[test]
@@ -334,6 +468,33 @@ fn namespace_selector_wants_the_label_and_excludes_own_and_system_namespaces() {
         assert_eq!(got, expected.iter().copied().collect(), "{sets:?}");
         assert!(webhook(&docs).get("objectSelector").is_none());
     }
+    // Side by side with akv2k8s: another label, the akv2k8s one excluded explicitly, and an
+    // object selector; the own namespace stays excluded.
+    let docs = render(&[
+        "webhook.namespaceSelector.matchLabels.azure-key-vault-env-injection=null",
+        "webhook.namespaceSelector.matchLabels.akv-env\\.io/injection=enabled",
+        "webhook.namespaceSelector.matchExpressions[0].key=azure-key-vault-env-injection",
+        "webhook.namespaceSelector.matchExpressions[0].operator=DoesNotExist",
+        "webhook.objectSelector.matchLabels.app=web",
+    ]);
+    let hook = webhook(&docs);
+    assert_eq!(
+        hook["namespaceSelector"]["matchLabels"],
+        serde_json::json!({"akv-env.io/injection": "enabled"})
+    );
+    let expressions = hook["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        expressions[0],
+        serde_json::json!({"key": "azure-key-vault-env-injection", "operator": "DoesNotExist"})
+    );
+    assert_eq!(expressions[1]["key"], "kubernetes.io/metadata.name");
+    assert!(strings(&expressions[1]["values"]).contains(&NAMESPACE));
+    assert_eq!(
+        hook["objectSelector"],
+        serde_json::json!({"matchLabels": {"app": "web"}})
+    );
 }
 
 /// (resource, verbs) granted by the ClusterRole, sorted.
@@ -687,5 +848,159 @@ fn deployment_args_are_accepted_by_the_webhook_cli() {
             serve.admission_timeout.as_secs() < timeout,
             "{case}: the webhook answers before the API server gives up"
         );
+    }
+}
+
+/// Every duration-valued key of the schema, with the grammar it must use.
+const DURATION_KEYS: &[(&str, &str)] = &[
+    ("/properties/imageLookup/properties/cacheTTL", "go"),
+    (
+        "/properties/tls/properties/certManager/properties/duration",
+        "go",
+    ),
+    (
+        "/properties/tls/properties/certManager/properties/renewBefore",
+        "go",
+    ),
+    (
+        "/properties/metrics/properties/serviceMonitor/properties/interval",
+        "prometheus",
+    ),
+];
+
+fn schema() -> Json {
+    let path = chart_tests::helm::workspace_root().join("charts/akv-env/values.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn durations_mean_the_same_to_the_schema_the_chart_and_the_webhook() {
+    let schema = schema();
+    for (key, grammar) in DURATION_KEYS {
+        let pattern = schema.pointer(&format!("{key}/pattern")).unwrap();
+        if *grammar == "go" {
+            assert_eq!(pattern, akv_duration::SCHEMA_PATTERN, "{key}");
+        }
+    }
+    let go = regex::Regex::new(akv_duration::SCHEMA_PATTERN).unwrap();
+    // The schema's pattern accepts exactly what the shared parser accepts.
+    for text in [
+        "10m", "1.5h", "1h30m", "90s", "500ms", "0", "0s", "+5s", ".5s", "1.s", "300us", "300µs",
+        "300μs", "2m0.5s", "2160h", "90", "", "1.5d", "-1s", "5 s", " 5s", "1h-30m", ".s", "s",
+        "1e3s", "0x10s", "1,5h",
+    ] {
+        assert_eq!(
+            go.is_match(text),
+            akv_duration::parse(text).is_ok() && text.trim() == text,
+            "{text:?}: the schema and the binaries disagree"
+        );
+    }
+    // Rendered through the real chart and read back by the real webhook CLI.
+    use akv_env_webhook::cli::{Cli, Command};
+    use clap::Parser as _;
+    for (text, renders) in [
+        ("1.5h", true),
+        ("1h30m", true),
+        ("90s", true),
+        ("0.5m", true),
+        ("300ms", true),
+        ("0s", true),
+        ("90", false),
+        ("1.5d", false),
+        ("-1m", false),
+    ] {
+        let set = format!("imageLookup.cacheTTL={text}");
+        let rendered = helm().template(RELEASE, NAMESPACE, &[&set]);
+        if !renders {
+            let error = rendered.expect_err(text).to_string();
+            assert!(error.contains("/imageLookup/cacheTTL"), "{text}: {error}");
+            assert!(akv_duration::parse(text).is_err(), "{text}");
+            continue;
+        }
+        let docs = parse_documents(&rendered.unwrap_or_else(|e| panic!("{text}: {e}"))).unwrap();
+        let mut argv = vec!["akv-env-webhook".to_owned()];
+        argv.extend(webhook_args(&docs));
+        let Command::Serve(serve) = Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            serve.registry.cache_ttl,
+            akv_duration::parse(text).unwrap(),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn extra_args_come_last_and_override_the_charts_own_flags() {
+    use akv_env_webhook::cli::{Cli, Command};
+    use clap::Parser as _;
+    let docs = render(&[
+        "imageLookup.insecureRegistries={reg:5000}",
+        "webhook.extraArgs={--cache-ttl=1h,--registry-timeout=2s,--cache-capacity=5000,--insecure-registry=other:80,--image-lookup=false}",
+    ]);
+    let args = webhook_args(&docs);
+    let chart_ttl = args.iter().position(|a| a == "--cache-ttl=10m").unwrap();
+    let extra_ttl = args.iter().position(|a| a == "--cache-ttl=1h").unwrap();
+    assert!(chart_ttl < extra_ttl, "{args:?}");
+    let mut argv = vec!["akv-env-webhook".to_owned()];
+    argv.extend(args);
+    let Command::Serve(serve) = Cli::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+        .command
+    else {
+        panic!("not serve")
+    };
+    assert_eq!(
+        serve.registry.cache_ttl,
+        std::time::Duration::from_secs(3600)
+    );
+    assert_eq!(
+        serve.registry.registry_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(serve.registry.cache_capacity, 5000);
+    assert!(!serve.image_lookup);
+    // Repeatable flags add up instead of replacing each other.
+    assert_eq!(serve.registry.insecure_registry, ["reg:5000", "other:80"]);
+    serve.validate().unwrap();
+}
+
+/// Every example the values file documents renders, validates, and parses with the real CLI.
+#[test]
+fn documented_value_examples_render_and_parse() {
+    use akv_env_webhook::cli::{Cli, Command};
+    use clap::Parser as _;
+    for sets in [
+        &["webhook.extraArgs={--cache-capacity=5000}"][..],
+        &["imageLookup.cacheTTL=10m"][..],
+        &["imageLookup.cacheTTL=1.5h"][..],
+        &["imageLookup.cacheTTL=1h30m"][..],
+        &["imageLookup.cacheTTL=90s"][..],
+        &["webhook.defaultVault=myvault"][..],
+        &["webhook.defaultVault=https://myvault.vault.azure.cn"][..],
+        &[
+            "tls.mode=cert-manager",
+            "tls.certManager.duration=2160h",
+            "tls.certManager.renewBefore=360h",
+        ][..],
+        &["logging.format=text"][..],
+        &["podDisruptionBudget.maxUnavailable=1"][..],
+    ] {
+        let yaml = helm()
+            .template(RELEASE, NAMESPACE, sets)
+            .unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+        kubernetes_validate(&yaml).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+        let docs = parse_documents(&yaml).unwrap();
+        let mut argv = vec!["akv-env-webhook".to_owned()];
+        argv.extend(webhook_args(&docs));
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        serve.validate().unwrap_or_else(|e| panic!("{sets:?}: {e}"));
     }
 }

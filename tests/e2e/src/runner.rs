@@ -43,6 +43,10 @@ pub struct ContainerRun {
     pub exit_code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// What the kubelet would put in `lastState.terminated.message`: the last 4 KiB of the file
+    /// bind-mounted at `terminationMessagePath`, or with `FallbackToLogsOnError` and a failure
+    /// and an empty file, the log's tail.
+    pub termination_message: String,
 }
 
 /// How a pod ended: init containers that ran, and the containers if all init containers succeeded.
@@ -325,7 +329,7 @@ impl PodRunner {
             passwd: std::fs::read_to_string(rootfs.join("etc/passwd")).ok(),
             group: std::fs::read_to_string(rootfs.join("etc/group")).ok(),
         };
-        let extra_mounts: Vec<Mount> = self
+        let mut extra_mounts: Vec<Mount> = self
             .node
             .files
             .iter()
@@ -335,6 +339,30 @@ impl PodRunner {
                 read_only: true,
             })
             .collect();
+        // Like the kubelet: an empty world-writable file per container, bind-mounted read-write
+        // at terminationMessagePath, read after the container exits.
+        let termination_file = match container
+            .termination_message_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            Some(destination) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                let dir = pod_dir.join("termination-messages");
+                std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+                let file = dir.join(&container.name);
+                std::fs::write(&file, b"").map_err(io(format!("creating {}", file.display())))?;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
+                    .map_err(io(format!("chmod {}", file.display())))?;
+                extra_mounts.push(Mount {
+                    source: file.clone(),
+                    destination: destination.to_owned(),
+                    read_only: false,
+                });
+                Some(file)
+            }
+            None => None,
+        };
         let plan = plan_container(
             pod,
             container,
@@ -361,6 +389,9 @@ impl PodRunner {
             name: container.name.clone(),
             args: plan.args,
             bundle,
+            termination_file,
+            fallback_to_logs: container.termination_message_policy.as_deref()
+                == Some("FallbackToLogsOnError"),
         })
     }
 
@@ -410,12 +441,19 @@ impl PodRunner {
             .code()
             .or_else(|| status.signal().map(|s| 128 + s))
             .unwrap_or(-1);
+        let file = match &p.termination_file {
+            Some(path) => read_tail(path, MAX_TERMINATION_MESSAGE)?,
+            None => Vec::new(),
+        };
+        let mut logs = stdout.clone();
+        logs.extend_from_slice(&stderr);
         Ok(ContainerRun {
             name: p.name,
             args: p.args,
             exit_code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            termination_message: termination_message(&file, p.fallback_to_logs, exit_code, &logs),
         })
     }
 }
@@ -425,6 +463,46 @@ struct Prepared {
     name: String,
     args: Vec<String>,
     bundle: PathBuf,
+    termination_file: Option<PathBuf>,
+    fallback_to_logs: bool,
+}
+
+/// The kubelet's limits: 4 KiB of the file; with the logs fallback, 80 lines and 2 KiB of them.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+const MAX_FALLBACK_LINES: usize = 80;
+const MAX_FALLBACK_BYTES: usize = 2048;
+
+/// The last `max` bytes of a file (the kubelet's `tail.ReadAtMost`).
+fn read_tail(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let len = file
+        .metadata()
+        .map_err(io(format!("stat {}", path.display())))?
+        .len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))
+        .map_err(io(format!("seeking {}", path.display())))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)
+        .map_err(io(format!("reading {}", path.display())))?;
+    Ok(buf)
+}
+
+/// What the kubelet reports as the termination message: the file's contents, or, when it is
+/// empty, the container failed and the policy is `FallbackToLogsOnError`, the log's last lines.
+/// (The kubelet reads the runtime's combined log; here stdout then stderr.) Pure.
+fn termination_message(file: &[u8], fallback_to_logs: bool, exit_code: i32, logs: &[u8]) -> String {
+    if !file.is_empty() || !fallback_to_logs || exit_code == 0 {
+        return String::from_utf8_lossy(file).into_owned();
+    }
+    let text = String::from_utf8_lossy(logs);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(MAX_FALLBACK_LINES)..].join("\n");
+    let mut start = tail.len().saturating_sub(MAX_FALLBACK_BYTES);
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    tail[start..].to_owned()
 }
 
 /// A projected file: kubelet's default mode 0644 in a 0755 directory.
@@ -448,4 +526,78 @@ fn rand_u64() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_message_follows_the_kubelets_rules() {
+        let long_log: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        for (case, file, fallback, exit, logs, want) in [
+            (
+                "the file wins",
+                "boom\n",
+                true,
+                1,
+                "log",
+                "boom\n".to_owned(),
+            ),
+            (
+                "file even on success",
+                "done",
+                false,
+                0,
+                "log",
+                "done".to_owned(),
+            ),
+            (
+                "empty file, policy File",
+                "",
+                false,
+                1,
+                "log",
+                String::new(),
+            ),
+            (
+                "empty file, success: no fallback",
+                "",
+                true,
+                0,
+                "log",
+                String::new(),
+            ),
+            (
+                "empty file, failure: the log",
+                "",
+                true,
+                2,
+                "a\nb\n",
+                "a\nb".to_owned(),
+            ),
+            (
+                "the log's last 80 lines",
+                "",
+                true,
+                1,
+                long_log.as_str(),
+                (20..100)
+                    .map(|i| format!("line {i}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ] {
+            assert_eq!(
+                termination_message(file.as_bytes(), fallback, exit, logs.as_bytes()),
+                want,
+                "{case}"
+            );
+        }
+        let huge = "x".repeat(5000);
+        assert_eq!(
+            termination_message(b"", true, 1, huge.as_bytes()).len(),
+            2048
+        );
+    }
 }
