@@ -731,6 +731,122 @@ spec:
         );
     }
 
+    /// (akv2k8s cell, object type, contentType, transform, query, akv-env parameters).
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+    );
+
+    /// The migration table in docs/install.md says what `convert` does, row by row.
+    #[test]
+    fn the_install_guides_migration_table_matches_the_conversion() {
+        let guide = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/install.md"),
+        )
+        .unwrap();
+        // (akv2k8s cell, object type, contentType, transform, query, akv-env parameters after vault=)
+        let rows: &[Row] = &[
+            (
+                "| object `type: secret` |",
+                "secret",
+                None,
+                Some("base64decode"),
+                "",
+                "&encoding=base64",
+            ),
+            (
+                "| object `type: certificate`, no query or `?tls.crt`",
+                "certificate",
+                None,
+                None,
+                "tls.crt",
+                "&type=certificate&part=cert",
+            ),
+            (
+                "| object `type: certificate`, no query or `?tls.crt`",
+                "certificate",
+                None,
+                None,
+                "",
+                "&type=certificate&part=cert",
+            ),
+            (
+                "| object `type: certificate`, `?tls.key`",
+                "certificate",
+                None,
+                None,
+                "tls.key",
+                "&type=certificate&part=key",
+            ),
+            (
+                "| object `type: certificate`, `?raw`",
+                "certificate",
+                None,
+                None,
+                "raw",
+                "",
+            ),
+            ("| object `type: key` |", "key", None, None, "", "&type=key"),
+            (
+                "| object `type: multi-key-value-secret`",
+                "multi-key-value-secret",
+                Some("application/x-json"),
+                None,
+                "field",
+                "&key=field",
+            ),
+        ];
+        for (cell, kind, content_type, transform, query, params) in rows {
+            let line = guide
+                .lines()
+                .find(|l| l.starts_with(cell))
+                .unwrap_or_else(|| panic!("no row {cell} in docs/install.md"));
+            let documented = params.trim_start_matches('&');
+            if documented.is_empty() {
+                assert!(line.contains("no `type`"), "{line}");
+            } else if documented != "key=field" {
+                assert!(
+                    line.contains(&format!("?{documented}`"))
+                        || line.contains(&format!("`{documented}`")),
+                    "{line} vs {documented}"
+                );
+            } else {
+                assert!(line.contains("`?key=field`"), "{line}");
+            }
+            let akvs = AzureKeyVaultSecret {
+                metadata: Metadata {
+                    name: "r".into(),
+                    namespace: None,
+                },
+                spec: Spec {
+                    vault: VaultSpec {
+                        name: "kv1".into(),
+                        object: ObjectSpec {
+                            name: "obj".into(),
+                            kind: Some((*kind).into()),
+                            version: None,
+                            content_type: content_type.map(str::to_owned),
+                        },
+                    },
+                    output: transform.map(|t| Output {
+                        transform: vec![t.to_owned()],
+                        ..Default::default()
+                    }),
+                },
+            };
+            let got = convert(&akvs, query).unwrap().to_string();
+            assert_eq!(
+                got,
+                format!("obj@azurekeyvault?vault=kv1{params}"),
+                "{cell} {query}"
+            );
+        }
+    }
+
     #[test]
     fn unreadable_input_names_the_document() {
         let err = migrate("a: 1\n---\n: : [\n").unwrap_err().to_string();

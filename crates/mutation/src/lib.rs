@@ -39,7 +39,7 @@ pub use config::{
 pub use entrypoint::ImageEntrypoint;
 pub use error::{Denial, Problem};
 pub use patch::Mutation;
-pub use termination::DEFAULT_TERMINATION_MESSAGE_PATH;
 pub use plan::{
     ContainerKind, ContainerRef, Entrypoints, ImageLookup, Plan, Skip, needs_namespace_vault, plan,
 };
+pub use termination::DEFAULT_TERMINATION_MESSAGE_PATH;

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::config::{ANNOTATION_STATUS, DEFAULT_VAULT_ENV, INSTALL_MOUNT_PATH, STATUS_INJECTED};
 use crate::entrypoint;
-use crate::termination;
 use crate::error::{Denial, Problem};
 use crate::plan::{ContainerRef, Entrypoints, Plan};
+use crate::termination;
 
 /// The result: one JSON patch, warnings for the client, and the containers that were wrapped.
 #[derive(Debug, Clone, PartialEq)]

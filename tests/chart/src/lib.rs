@@ -3,3 +3,4 @@
 pub mod cel_eval;
 pub mod helm;
 pub mod manifests;
+pub mod values_doc;

@@ -1004,3 +1004,35 @@ fn documented_value_examples_render_and_parse() {
         serve.validate().unwrap_or_else(|e| panic!("{sets:?}: {e}"));
     }
 }
+
+/// The README's values table is generated from values.yaml; regenerate it with
+/// `AKV_ENV_UPDATE_CHART_README=1 cargo nextest run -p chart-tests values_table`.
+#[test]
+fn chart_readme_values_table_is_generated_from_values_yaml() {
+    use chart_tests::values_doc::{replace_table, rows, table};
+    let chart = chart_tests::helm::workspace_root().join("charts/akv-env");
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    let readme_path = chart.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let rows = rows(&values).unwrap_or_else(|e| panic!("{e}"));
+    // Every key the schema knows at the top level is documented (directly or below it).
+    for key in schema()["properties"].as_object().unwrap().keys() {
+        if key == "global" {
+            continue;
+        }
+        assert!(
+            rows.iter()
+                .any(|r| r.key == *key || r.key.starts_with(&format!("{key}."))),
+            "values.yaml has no `# --` description for {key}"
+        );
+    }
+    let wanted = replace_table(&readme, &table(&rows)).expect("README has a ## Values table");
+    if std::env::var_os("AKV_ENV_UPDATE_CHART_README").is_some() {
+        std::fs::write(&readme_path, &wanted).unwrap();
+    } else {
+        assert!(
+            readme == wanted,
+            "charts/akv-env/README.md's values table is stale: run AKV_ENV_UPDATE_CHART_README=1 cargo nextest run -p chart-tests values_table"
+        );
+    }
+}
