@@ -10,6 +10,7 @@
 mod acr;
 mod cache;
 mod credentials;
+mod egress;
 mod error;
 pub mod platform;
 
@@ -22,7 +23,6 @@ use oci_client::manifest::OciManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use sha2::Digest as _;
 use zeroize::Zeroizing;
 
@@ -31,10 +31,12 @@ pub use credentials::{
     Credential, CredentialsError, DOCKERCFG_KEY, DOCKERCONFIGJSON_KEY, DockerConfig,
     matching_credentials,
 };
+pub use egress::{CaPemError, pem_certificates};
 pub use error::LookupError;
 pub use platform::{Platform, PlatformParseError};
 
 use cache::BoundedCache;
+use egress::trust_roots;
 use error::{Failure, error_chain, short};
 
 /// Image configs are a few KiB; refuse anything absurd before downloading it.
@@ -73,47 +75,6 @@ pub struct RegistryOptions {
     /// with [`pem_certificates`]. The system CA store is never used, so the webhook needs no
     /// CA bundle in its image.
     pub extra_roots: Vec<CertificateDer<'static>>,
-}
-
-/// Why a CA file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CaPemError {
-    #[error("not a valid PEM certificate: {0}")]
-    Invalid(String),
-    #[error("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
-    Empty,
-}
-
-/// The certificates of a PEM file (other PEM sections, e.g. keys, are skipped).
-pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaPemError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CaPemError::Invalid(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(CaPemError::Empty);
-    }
-    for cert in &certs {
-        // Fail at start-up, not at the first lookup.
-        webpki_root_anchor(cert).map_err(CaPemError::Invalid)?;
-    }
-    Ok(certs)
-}
-
-fn webpki_root_anchor(cert: &CertificateDer<'_>) -> Result<(), String> {
-    let mut store = rustls::RootCertStore::empty();
-    store.add(cert.clone()).map_err(|e| e.to_string())
-}
-
-/// The roots handed to every registry client: webpki's plus the extra ones.
-fn trust_roots(extra: &[CertificateDer<'static>]) -> Vec<oci_client::client::Certificate> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .chain(extra)
-        .map(|der| oci_client::client::Certificate {
-            encoding: oci_client::client::CertificateEncoding::Der,
-            data: der.to_vec(),
-        })
-        .collect()
 }
 
 impl Default for RegistryOptions {
@@ -516,9 +477,8 @@ impl ImageResolver {
         };
         let url = format!("{scheme}://{registry}/oauth2/exchange");
         // No own timeout: the lookup's deadline bounds the exchange too.
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| acr_error(format!("cannot build an HTTP client: {}", error_chain(&e))))?;
+        let http = egress::exchange_client(&self.inner.opts.extra_roots)
+            .map_err(|e| acr_error(format!("cannot build an HTTP client: {e}")))?;
         let form = acr::exchange_form(registry, &access_token);
         let response = http
             .post(&url)
@@ -536,9 +496,10 @@ impl ImageResolver {
             .await
             .map_err(|e| acr_error(format!("POST {url}: {}", error_chain(&e))))?;
         if !status.is_success() {
+            // The answer is the registry's to word, not ours to relay to a pod author.
+            tracing::debug!(registry, %status, body = %short(&String::from_utf8_lossy(&body)), "ACR token exchange refused");
             return Err(acr_error(format!(
-                "the token exchange at {url} answered HTTP {status}: {}",
-                short(&String::from_utf8_lossy(&body))
+                "the token exchange at {url} answered HTTP {status}"
             )));
         }
         let token = Arc::new(
