@@ -3,7 +3,8 @@
 //! Input: pod JSON, then (after the last NUL byte, which JSON text cannot hold) bytes that
 //! choose the namespace's vault annotation and each image's entrypoint or lookup error. A
 //! produced patch must apply to the pod it was computed against, wrap exactly the containers
-//! it names, and make the pod one the planner then leaves alone.
+//! it names, and make the pod one the planner then leaves alone. Seeds carry `$(` references in
+//! command, args and env values, so the composition paths are covered.
 #![no_main]
 
 use akv_mutation::{
@@ -75,7 +76,18 @@ fuzz_target!(|data: &[u8]| {
         let shift = usize::from(wrapped.kind == akv_mutation::ContainerKind::InitContainer);
         let container = &patched["spec"][list][wrapped.index + shift];
         assert_eq!(container["command"][0], config.injector_path().as_str());
-        assert_eq!(container["args"][0], "--", "{container}");
+        // Before `--` only the injector's own flags: `$(` in the pod's strings never moves there.
+        let args = container["args"].as_array().expect("wrapped args");
+        let dashes = args.iter().position(|a| a == "--").expect("`--` in the args");
+        for flag in &args[..dashes] {
+            let flag = flag.as_str().expect("a string flag");
+            assert!(
+                ["--compose-env=", "--compose-arg=", "--capture=", "--allow-placeholder-text", "--termination-message-path="]
+                    .iter()
+                    .any(|known| flag.starts_with(known)),
+                "unexpected injector flag {flag:?}"
+            );
+        }
     }
     let again = plan(&patched, namespace_vault.as_deref(), &config)
         .unwrap_or_else(|e| panic!("the mutated pod is refused: {e}"));

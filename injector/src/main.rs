@@ -3,6 +3,7 @@
 //! This file is the binary's edge: it reads the command line and the environment once, wires
 //! the pure parts (`envp`, `exec`) to the Key Vault library, and reports with `anyhow`.
 
+mod compose;
 mod envp;
 mod exec;
 mod install;
@@ -14,7 +15,7 @@ use akv_keyvault::{AuthConfig, AuthMode, FetchOptions, Resolver, Secret, Transpo
 use akv_placeholder::Vault;
 use clap::{Parser, Subcommand};
 use std::{
-    ffi::{CString, OsString},
+    ffi::{OsStr, OsString},
     os::unix::ffi::OsStrExt as _,
     path::PathBuf,
     process::ExitCode,
@@ -112,6 +113,9 @@ struct Settings {
 
     #[command(flatten)]
     rotation: rotation::Flags,
+
+    #[command(flatten)]
+    compose: compose::Flags,
 }
 
 /// The overall deadline, in Go's duration grammar (shared with the webhook and the chart):
@@ -173,10 +177,10 @@ fn var(env: &[(OsString, OsString)], name: &str) -> Option<String> {
 }
 
 fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
-    let Some(program_name) = program.first().cloned() else {
+    if program.is_empty() {
         eprintln!("akv-env: no program given; usage: akv-env -- PROGRAM [ARGS...]");
         return ExitCode::from(2);
-    };
+    }
     init_logging(&settings.log);
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     if let Some(every) = settings.rotation.supervise_every() {
@@ -194,18 +198,6 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
     let found = envp::find_placeholders(&env);
     let failures = termination::Report::new(Some(settings.termination_message_path.clone()));
 
-    let argv: Vec<CString> = match program
-        .iter()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<_, _>>()
-    {
-        Ok(v) => v,
-        Err(_) => {
-            failures.fail(&["an argument contains a NUL byte".to_owned()]);
-            return ExitCode::from(2);
-        }
-    };
-
     let mut report = Vec::new();
     let resolved: Vec<(usize, Secret)> = if found.is_empty() {
         tracing::debug!("no placeholders; exec without contacting Key Vault");
@@ -221,24 +213,48 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
         }
     };
 
-    let path = envp::path_of(&env, &resolved).map(|p| p.to_owned());
-    let envp = match envp::build_envp(&env, &resolved) {
+    // `$(VAR)` templates the webhook left, captures removed, and the last check for raw
+    // placeholder text, before anything is handed to the program.
+    let composed = match compose::apply(&settings.compose, &env, resolved, &program) {
+        Ok(c) => c,
+        Err(e) => {
+            failures.fail(&[e.to_string()]);
+            return ExitCode::FAILURE;
+        }
+    };
+    let program_name = OsStr::from_bytes(composed.argv.as_slice()[0].as_bytes()).to_owned();
+    let path = envp::path_of(&composed.env, &composed.resolved).map(|p| p.to_owned());
+    let envp = match envp::build_envp(&composed.env, &composed.resolved) {
         Ok(e) => e,
         Err((i, _)) => {
             failures.fail(&[format!(
                 "{}: the resolved value contains a NUL byte, which an environment variable cannot hold",
-                env[i].0.to_string_lossy()
+                composed.env[i].0.to_string_lossy()
             )]);
             return ExitCode::FAILURE;
         }
     };
-    drop(resolved);
+    let argv = composed.argv;
+    drop(composed.resolved);
     if let Some(fd) = settings.rotation.report_fd {
         supervise::write_report(fd, &report);
     }
-    let failure = exec::exec(&program_name, path.as_deref(), &argv, envp.as_slice());
+    let failure = exec::exec(
+        &program_name,
+        path.as_deref(),
+        argv.as_slice(),
+        envp.as_slice(),
+    );
     drop(envp);
-    failures.fail(std::slice::from_ref(&failure.message));
+    drop(argv);
+    if settings.compose.args.contains(&0) {
+        // The program's path was composed from a secret: the message would quote it.
+        failures.fail(&[
+            "the program (argument 0, composed with `$(VAR)`) could not be run".to_owned(),
+        ]);
+    } else {
+        failures.fail(std::slice::from_ref(&failure.message));
+    }
     ExitCode::from(failure.status as u8)
 }
 

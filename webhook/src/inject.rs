@@ -382,12 +382,100 @@ pub fn check(input: &str, options: &CheckOptions) -> CheckReport {
             }
         }
     }
+    // ConfigMaps in the input, by (namespace, name): their placeholders reach containers too.
+    let mut config_maps = HashMap::new();
+    for (_, value) in &objects {
+        for object in flatten_lists(value) {
+            if object.get("kind").and_then(Value::as_str) != Some("ConfigMap") {
+                continue;
+            }
+            let namespace = object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
+                let data = object.get("data").cloned().unwrap_or(Value::Null);
+                config_maps.insert((namespace.to_owned(), name.to_owned()), data);
+            }
+        }
+    }
+    let known = Known {
+        namespaces: &namespaces,
+        config_maps: &config_maps,
+    };
     for (number, value) in &objects {
         for object in flatten_lists(value) {
-            check_object(*number, object, options, &namespaces, &mut report);
+            check_object(*number, object, options, &known, &mut report);
         }
     }
     report
+}
+
+/// What the input itself says about the cluster.
+struct Known<'a> {
+    /// Namespace name -> labelled.
+    namespaces: &'a HashMap<String, bool>,
+    /// (namespace, name) -> `data`.
+    config_maps: &'a HashMap<(String, String), Value>,
+}
+
+/// Env var names of a container whose value is a placeholder: literal, or from a ConfigMap of
+/// the input (`configMapKeyRef`, `envFrom.configMapRef` with its prefix).
+fn placeholder_env<'c>(
+    container: &'c Value,
+    namespace: &str,
+    config_maps: &HashMap<(String, String), Value>,
+) -> Vec<(String, Option<&'c str>)> {
+    let data = |name: Option<&str>| {
+        name.and_then(|n| config_maps.get(&(namespace.to_owned(), n.to_owned())))
+    };
+    let mut out = Vec::new();
+    for f in container
+        .get("envFrom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = f.pointer("/configMapRef/name").and_then(Value::as_str);
+        let prefix = f.get("prefix").and_then(Value::as_str).unwrap_or_default();
+        if let Some(Value::Object(map)) = data(name) {
+            for (key, value) in map {
+                if value.as_str().is_some_and(akv_placeholder::is_placeholder) {
+                    out.push((
+                        format!("{prefix}{key} (from ConfigMap {})", name.unwrap_or("?")),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    for e in container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = e.get("name").and_then(Value::as_str).unwrap_or("?");
+        if let Some(value) = e.get("value").and_then(Value::as_str) {
+            if akv_placeholder::is_placeholder(value) {
+                out.push((name.to_owned(), Some(value)));
+            }
+        } else if let Some(r) = e.pointer("/valueFrom/configMapKeyRef") {
+            let map = r.get("name").and_then(Value::as_str);
+            let key = r.get("key").and_then(Value::as_str).unwrap_or_default();
+            if data(map)
+                .and_then(|d| d.get(key))
+                .and_then(Value::as_str)
+                .is_some_and(akv_placeholder::is_placeholder)
+            {
+                out.push((
+                    format!("{name} (from ConfigMap {})", map.unwrap_or("?")),
+                    None,
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The object itself, or the items of a `List`.
@@ -409,9 +497,10 @@ fn check_object(
     document: usize,
     object: &Value,
     options: &CheckOptions,
-    namespaces: &HashMap<String, bool>,
+    known: &Known<'_>,
     report: &mut CheckReport,
 ) {
+    let namespaces = known.namespaces;
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");
     let Some(pointer) = template_pointer(kind) else {
         return;
@@ -464,17 +553,7 @@ fn check_object(
             .into_iter()
             .flatten();
         for container in containers {
-            let env: Vec<(&str, &str)> = container
-                .get("env")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| {
-                    let value = e.get("value")?.as_str()?;
-                    akv_placeholder::is_placeholder(value)
-                        .then(|| (e.get("name").and_then(Value::as_str).unwrap_or("?"), value))
-                })
-                .collect();
+            let env = placeholder_env(container, namespace, known.config_maps);
             if env.is_empty() {
                 continue;
             }
@@ -501,13 +580,14 @@ fn check_object(
                     workload: workload.clone(),
                     namespace: namespace.to_owned(),
                     container: label,
-                    env: env.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                    env: env.iter().map(|(n, _)| n.clone()).collect(),
                     reason,
                 }),
                 Some(_) => {}
                 None => {
                     // Admission wraps it, or refuses the pod if a placeholder is malformed.
                     for (env_name, value) in &env {
+                        let Some(value) = value else { continue };
                         if let Err(e) = akv_placeholder::parse(value) {
                             report.problems.push(format!(
                                 "document {document} ({kind} {name}): {label}, env var \

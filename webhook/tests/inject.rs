@@ -416,6 +416,28 @@ fn check_lists_containers_that_would_start_unwrapped() {
             vec![],
         ),
         (
+            "placeholders from a ConfigMap of the input, in a namespace that is not labelled",
+            namespace("shop", false)
+                + "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: shop}\n\
+                   data: {DB_PASSWORD: db-password@azurekeyvault, PORT: \"8080\"}\n---\n"
+                + &deployment("shop", "", "      containers:
+        - name: web
+          image: shop/web:1
+          command: [/srv/web]
+          envFrom: [{configMapRef: {name: cfg}, prefix: APP_}]
+          env: [{name: PW, valueFrom: {configMapKeyRef: {name: cfg, key: DB_PASSWORD}}},
+                {name: OTHER, valueFrom: {configMapKeyRef: {name: cfg, key: PORT}}}]
+"),
+            vec![],
+            2,
+            vec![
+                "document 3 Deployment/web (namespace shop): container \"web\" would start with \
+                 unwrapped placeholders in APP_DB_PASSWORD (from ConfigMap cfg), PW (from \
+                 ConfigMap cfg): its Namespace document \"shop\" is not labelled",
+            ],
+            vec!["OTHER", "APP_PORT"],
+        ),
+        (
             "a malformed placeholder admission would refuse",
             namespace("shop", true)
                 + &deployment("shop", "", &APP.replace("api-key@azurekeyvault?vault=shop-kv", "api key@azurekeyvault")),

@@ -96,6 +96,12 @@ both include it, and tests/chart checks it against `akv_placeholder::is_placehol
 has({{ . }}.env) && {{ . }}.env.exists(e, has(e.value) && e.value.split('?', 2)[0].endsWith('@azurekeyvault'))
 {{- end }}
 
+{{/* A container reading a ConfigMap, which may hold a placeholder now or after an edit: the
+webhook wraps it so the injector resolves whatever it finds at start. */}}
+{{- define "akv-env.cel.readsConfigMap" -}}
+(has({{ . }}.envFrom) && {{ . }}.envFrom.exists(f, has(f.configMapRef))) || (has({{ . }}.env) && {{ . }}.env.exists(e, has(e.valueFrom) && has(e.valueFrom.configMapKeyRef)))
+{{- end }}
+
 {{/* All containers that the webhook may wrap: containers, init containers (incl. native sidecars). */}}
 {{- define "akv-env.cel.containers" -}}
 object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])

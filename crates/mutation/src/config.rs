@@ -6,6 +6,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// Pod annotation: `"false"` skips the pod.
 pub const ANNOTATION_INJECT: &str = "akv-env.io/inject";
+/// Pod annotation: `"true"` lets the program start even if a value or argument still holds
+/// placeholder text after resolution (the injector refuses by default).
+pub const ANNOTATION_ALLOW_PLACEHOLDER_TEXT: &str = "akv-env.io/allow-placeholder-text";
+/// Injector flag set from [`ANNOTATION_ALLOW_PLACEHOLDER_TEXT`].
+pub const FLAG_ALLOW_PLACEHOLDER_TEXT: &str = "--allow-placeholder-text";
 /// Pod or namespace annotation: the default vault (name or URL).
 pub const ANNOTATION_VAULT: &str = "akv-env.io/vault";
 /// Pod annotation set by the mutation; its presence makes admission idempotent.

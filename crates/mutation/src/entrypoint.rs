@@ -55,7 +55,7 @@ pub(crate) fn effective_argv(
 /// Doubling every `$` is therefore exact: each `$$` pair comes back as one `$`, and no `$(`
 /// survives to be expanded.
 pub(crate) fn escape_for_kubelet(word: &str) -> String {
-    word.replace('$', "$$")
+    akv_placeholder::expand::escape_str(word)
 }
 
 /// The `args` of the wrapped container: `--` then the original argv, image words escaped.
@@ -76,44 +76,13 @@ mod tests {
         words.iter().map(|w| w.to_string()).collect()
     }
 
-    /// Kubelet's expansion (third_party/forked/golang/expansion), enough to check the escape.
     fn kubelet_expand(input: &str, vars: &[(&str, &str)]) -> String {
-        let mut out = String::new();
-        let bytes = input.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'$' && i + 1 < bytes.len() {
-                match bytes[i + 1] {
-                    b'$' => {
-                        out.push('$');
-                        i += 2;
-                    }
-                    b'(' => match input[i + 2..].find(')') {
-                        Some(end) => {
-                            let name = &input[i + 2..i + 2 + end];
-                            match vars.iter().find(|(n, _)| *n == name) {
-                                Some((_, v)) => out.push_str(v),
-                                None => out.push_str(&input[i..i + 3 + end]),
-                            }
-                            i += 3 + end;
-                        }
-                        None => {
-                            out.push_str("$(");
-                            i += 2;
-                        }
-                    },
-                    _ => {
-                        out.push('$');
-                        i += 1;
-                    }
-                }
-            } else {
-                let ch = input[i..].chars().next().unwrap();
-                out.push(ch);
-                i += ch.len_utf8();
-            }
-        }
-        out
+        let lookup = |name: &[u8]| {
+            vars.iter()
+                .find(|(n, _)| n.as_bytes() == name)
+                .map(|(_, v)| v.as_bytes())
+        };
+        String::from_utf8(akv_placeholder::expand::expand(input.as_bytes(), lookup)).unwrap()
     }
 
     /// (name, command, args, image, wrapped args or None when unknown)

@@ -27,6 +27,15 @@ pub enum Problem {
         env: String,
     },
 
+    #[error(
+        "{container}: env var {env}: names starting with AKV_ENV_REF_ are reserved for akv-env's \
+         `$(VAR)` captures; rename it"
+    )]
+    ReservedName {
+        container: ContainerRef,
+        env: String,
+    },
+
     #[error("{container}: env var AKV_ENV_DEFAULT_VAULT: {error}")]
     BadDefaultVaultEnv {
         container: ContainerRef,

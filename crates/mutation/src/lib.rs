@@ -25,6 +25,7 @@
 //! assert_eq!(mutation.wrapped.len(), 1);
 //! ```
 
+mod compose;
 mod config;
 mod entrypoint;
 mod error;
@@ -32,9 +33,11 @@ mod patch;
 mod plan;
 mod termination;
 
+pub use compose::{CAPTURE_PREFIX, FLAG_CAPTURE, FLAG_COMPOSE_ARG, FLAG_COMPOSE_ENV};
 pub use config::{
-    ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT, ARCH_NODE_SELECTOR, Config,
-    DEFAULT_VAULT_ENV, INSTALL_MOUNT_PATH, STATUS_INJECTED,
+    ANNOTATION_ALLOW_PLACEHOLDER_TEXT, ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT,
+    ARCH_NODE_SELECTOR, Config, DEFAULT_VAULT_ENV, FLAG_ALLOW_PLACEHOLDER_TEXT, INSTALL_MOUNT_PATH,
+    STATUS_INJECTED,
 };
 pub use entrypoint::ImageEntrypoint;
 pub use error::{Denial, Problem};

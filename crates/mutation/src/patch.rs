@@ -4,8 +4,11 @@ use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::{Value, json};
 
-use crate::config::{ANNOTATION_STATUS, DEFAULT_VAULT_ENV, INSTALL_MOUNT_PATH, STATUS_INJECTED};
-use crate::entrypoint;
+use crate::config::{
+    ANNOTATION_STATUS, DEFAULT_VAULT_ENV, FLAG_ALLOW_PLACEHOLDER_TEXT, INSTALL_MOUNT_PATH,
+    STATUS_INJECTED,
+};
+use crate::entrypoint::{self, Word};
 use crate::error::{Denial, Problem};
 use crate::plan::{ContainerRef, Entrypoints, Plan};
 use crate::termination;
@@ -101,22 +104,33 @@ impl Plan<'_> {
                 &at("command"),
                 json!([config.injector_path()]),
             ));
-            ops.push(set(
-                target.has_args,
-                &at("args"),
-                json!(
-                    termination::injector_flags(target.termination_message_path.as_deref())
-                        .into_iter()
-                        .chain(entrypoint::wrapped_args(argv))
-                        .collect::<Vec<_>>()
-                ),
-            ));
-            if let Some(vault) = self
+            // `$(VAR)` references to placeholders in the program's own words become templates.
+            let mut composer = target.composer.clone();
+            let argv: Vec<Word> = argv
+                .into_iter()
+                .enumerate()
+                .map(|(index, word)| match word {
+                    Word::Pod(w) => Word::Pod(composer.word(index, &w).unwrap_or(w)),
+                    image => image,
+                })
+                .collect();
+            let mut args = termination::injector_flags(target.termination_message_path.as_deref());
+            args.extend(composer.flags());
+            if self.allow_placeholder_text {
+                args.push(FLAG_ALLOW_PLACEHOLDER_TEXT.to_owned());
+            }
+            args.extend(entrypoint::wrapped_args(argv));
+            ops.push(set(target.has_args, &at("args"), json!(args)));
+            let default_vault = self
                 .default_vault
                 .as_ref()
                 .filter(|_| !target.sets_default_vault)
-            {
-                let var = json!({ "name": DEFAULT_VAULT_ENV, "value": vault.to_string() });
+                .map(|vault| json!({ "name": DEFAULT_VAULT_ENV, "value": vault.to_string() }));
+            if composer.env_changed() {
+                let mut env = composer.env();
+                env.extend(default_vault);
+                ops.push(set(target.has_env, &at("env"), json!(env)));
+            } else if let Some(var) = default_vault {
                 ops.push(append(target.has_env, &at("env"), var));
             }
             let mount = json!({

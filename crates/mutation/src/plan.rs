@@ -3,15 +3,16 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use akv_placeholder::Vault;
+use akv_placeholder::{NearMiss, Vault};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::compose::{CAPTURE_PREFIX, Composer};
 use crate::config::{
-    ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT, ARCH_NODE_SELECTOR, Config,
-    DEFAULT_VAULT_ENV,
+    ANNOTATION_ALLOW_PLACEHOLDER_TEXT, ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT,
+    ARCH_NODE_SELECTOR, Config, DEFAULT_VAULT_ENV,
 };
 use crate::entrypoint::ImageEntrypoint;
 use crate::error::{Denial, Problem};
@@ -86,6 +87,7 @@ pub(crate) struct Target {
     pub(crate) sets_default_vault: bool,
     /// The container's `terminationMessagePath` (the injector writes its failures there).
     pub(crate) termination_message_path: Option<String>,
+    pub(crate) composer: Composer,
 }
 
 /// The first step's result: what will be done, pending image lookups.
@@ -103,6 +105,7 @@ pub struct Plan<'c> {
     pub(crate) arch: Option<String>,
     pub(crate) service_account: String,
     pub(crate) image_pull_secrets: Vec<String>,
+    pub(crate) allow_placeholder_text: bool,
 }
 
 /// Reads a pod (or a pod template: any object with `metadata` and `spec`) and validates every
@@ -156,6 +159,7 @@ pub fn plan<'c>(
             .map(|r| r.name.clone())
             .filter(|n| !n.is_empty())
             .collect(),
+        allow_placeholder_text: false,
     };
 
     if annotations
@@ -200,7 +204,7 @@ pub fn plan<'c>(
             spec.init_containers.as_ref().unwrap_or(&no_init_containers),
         ),
     ];
-    let mut env_from = Vec::new();
+    let mut secret_env_from = Vec::new();
     for (kind, pointer, containers) in lists {
         for (index, container) in containers.iter().enumerate() {
             let reference = ContainerRef {
@@ -208,28 +212,35 @@ pub fn plan<'c>(
                 index,
                 name: container.name.clone(),
             };
-            if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-                env_from.push(container.name.clone());
-            }
             let raw = pod.pointer(&format!("{pointer}/{index}"));
-            if let Some(target) = examine(
+            match examine(
                 reference,
                 container,
                 raw,
                 default_vault.is_some(),
                 &mut problems,
+                &mut plan.warnings,
             ) {
-                plan.targets.push(target);
+                Some(target) => plan.targets.push(target),
+                None => {
+                    let secret_ref = container.env_from.iter().flatten();
+                    if secret_ref.into_iter().any(|e| e.secret_ref.is_some()) {
+                        secret_env_from.push(container.name.clone());
+                    }
+                }
             }
         }
     }
-    if !env_from.is_empty() {
+    if !secret_env_from.is_empty() {
         plan.warnings.push(format!(
-            "akv-env: envFrom is not scanned for @azurekeyvault placeholders (containers: {}); \
-             put placeholders in env[].value",
-            env_from.join(", ")
+            "akv-env: envFrom secretRef is not scanned for @azurekeyvault placeholders \
+             (containers: {}); put placeholders in env[].value or a ConfigMap",
+            secret_env_from.join(", ")
         ));
     }
+    plan.allow_placeholder_text = annotations
+        .get(ANNOTATION_ALLOW_PLACEHOLDER_TEXT)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
 
     if !plan.targets.is_empty() {
         if let Some(os) = spec.os.as_ref().map(|os| os.name.as_str())
@@ -317,7 +328,7 @@ fn mount_clashes(pod: &Value, mount_path: &str) -> Vec<Problem> {
 }
 
 /// Whether [`plan`] would use the namespace's `akv-env.io/vault` annotation: the pod is in
-/// scope, names no vault itself and holds a placeholder. Lets the webhook skip the API call for
+/// scope, names no vault itself and holds a placeholder or reads a ConfigMap. Lets the webhook skip the API call for
 /// most pods.
 pub fn needs_namespace_vault(pod: &Value) -> bool {
     let annotation = |key: &str| {
@@ -332,23 +343,37 @@ pub fn needs_namespace_vault(pod: &Value) -> bool {
     {
         return false;
     }
-    ["containers", "initContainers"]
-        .iter()
-        .filter_map(|list| pod.get("spec")?.get(list)?.as_array())
-        .flatten()
-        .filter_map(|c| c.get("env")?.as_array())
-        .flatten()
+    let containers = || {
+        ["containers", "initContainers"]
+            .iter()
+            .filter_map(|list| pod.get("spec")?.get(list)?.as_array())
+            .flatten()
+    };
+    let env = || {
+        containers()
+            .filter_map(|c| c.get("env")?.as_array())
+            .flatten()
+    };
+    // A container reading a ConfigMap is wrapped too: its placeholders need the default vault.
+    env()
         .filter_map(|e| e.get("value")?.as_str())
         .any(akv_placeholder::is_placeholder)
+        || env().any(|e| e.pointer("/valueFrom/configMapKeyRef").is_some())
+        || containers()
+            .filter_map(|c| c.get("envFrom")?.as_array())
+            .flatten()
+            .any(|e| e.get("configMapRef").is_some())
 }
 
-/// Validates a container's placeholders; returns it as a target if it holds any.
+/// Validates a container's placeholders; returns it as a target if it holds any, or reads a
+/// ConfigMap (which may hold one now or after a later edit: the injector resolves at start).
 fn examine(
     container: ContainerRef,
     typed: &Container,
     raw: Option<&Value>,
     has_default_vault: bool,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
 ) -> Option<Target> {
     let env = typed.env.as_deref().unwrap_or_default();
     let own_default = env.iter().find(|e| e.name == DEFAULT_VAULT_ENV);
@@ -362,9 +387,18 @@ fn examine(
     }
     let mut holds_placeholder = false;
     for var in env {
+        if var.name.starts_with(CAPTURE_PREFIX) {
+            problems.push(Problem::ReservedName {
+                container: container.clone(),
+                env: var.name.clone(),
+            });
+        }
         let Some(value) = var.value.as_deref() else {
             continue;
         };
+        if let Some(miss) = akv_placeholder::near_miss(value) {
+            warnings.push(near_miss_warning(&container, &var.name, miss));
+        }
         match akv_placeholder::parse(value) {
             Ok(None) => {}
             Ok(Some(reference)) => {
@@ -386,10 +420,26 @@ fn examine(
             }
         }
     }
-    if !holds_placeholder {
+    let env_from_config_map = typed
+        .env_from
+        .iter()
+        .flatten()
+        .any(|e| e.config_map_ref.is_some());
+    let reads_config_map = env_from_config_map
+        || env.iter().any(|e| {
+            e.value_from
+                .as_ref()
+                .is_some_and(|f| f.config_map_key_ref.is_some())
+        });
+    if !holds_placeholder && !reads_config_map {
         return None;
     }
     let has = |key: &str| raw.and_then(|r| r.get(key)).is_some();
+    let raw_env = raw
+        .and_then(|r| r.get("env"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     Some(Target {
         image: typed.image.clone().unwrap_or_default(),
         command: typed.command.clone().unwrap_or_default(),
@@ -402,8 +452,18 @@ fn examine(
             .is_some_and(Value::is_array),
         sets_default_vault: own_default.is_some(),
         termination_message_path: typed.termination_message_path.clone(),
+        composer: Composer::new(env, raw_env, env_from_config_map),
         container,
     })
+}
+
+/// The admission warning for a value that is almost a placeholder; `inject -f` prints it too.
+fn near_miss_warning(container: &ContainerRef, env: &str, miss: NearMiss) -> String {
+    format!(
+        "akv-env: {container}: env var {env} looks like a Key Vault placeholder but is not one, \
+         so the program would get it as written: {}",
+        miss.fix()
+    )
 }
 
 impl Plan<'_> {

@@ -509,21 +509,113 @@ fn the_installer_passes_pod_security_restricted() {
 }
 
 #[test]
-fn env_from_is_reported_as_a_warning() {
+fn config_map_sources_are_wrapped_and_unscanned_secret_env_from_is_warned_about() {
     let pod = pod_with(json!([
-        {"name": "a", "image": "a", "command": ["/a"], "env": secret_env(), "envFrom": [{"configMapRef": {"name": "cm"}}]},
+        {"name": "cm-env-from", "image": "a", "command": ["/a"], "envFrom": [{"configMapRef": {"name": "cm"}}]},
+        {"name": "cm-key", "image": "b", "command": ["/b"], "env": [
+            {"name": "PW", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "pw"}}}]},
+        {"name": "secret-env-from", "image": "c", "command": ["/c"], "envFrom": [{"secretRef": {"name": "s"}}]},
+        {"name": "plain", "image": "d", "command": ["/d"], "env": [{"name": "A", "value": "x"}]},
     ]));
-    let (_, mutation) = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap();
-    assert_eq!(mutation.warnings.len(), 1);
+    let (out, mutation) = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap();
+    let wrapped: Vec<&str> = mutation.wrapped.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(wrapped, ["cm-env-from", "cm-key"]);
+    assert_eq!(
+        strings(&out["spec"]["containers"][1]["args"]),
+        words(&["--", "/b"])
+    );
+    // A valueFrom entry's raw JSON is kept as it was.
+    assert_eq!(
+        out["spec"]["containers"][1]["env"],
+        pod["spec"]["containers"][1]["env"]
+    );
+    assert_eq!(mutation.warnings.len(), 1, "{:?}", mutation.warnings);
     assert!(
-        mutation.warnings[0].contains("envFrom"),
+        mutation.warnings[0].contains("envFrom secretRef")
+            && mutation.warnings[0].contains("containers: secret-env-from"),
         "{:?}",
         mutation.warnings
     );
+}
+
+#[test]
+fn composed_references_become_templates_with_captures() {
+    let pod = pod_with(json!([{
+        "name": "app", "image": "app", "command": ["/app"],
+        "args": ["--password=$(DB_PASSWORD)", "$$(DB_PASSWORD)", "$(HOME)"],
+        "env": [
+            {"name": "DB_PASSWORD", "value": "db-password@azurekeyvault?vault=prod-kv"},
+            {"name": "DATABASE_URL", "value": "postgres://app:$(DB_PASSWORD)@db:5432/app", "x-unknown": 1},
+        ],
+    }]));
+    let (out, mutation) = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap();
+    let c = &out["spec"]["containers"][0];
+    assert_eq!(
+        strings(&c["args"]),
+        words(&[
+            "--compose-env=DATABASE_URL",
+            "--compose-arg=1",
+            "--capture=AKV_ENV_REF_DB_PASSWORD",
+            "--",
+            "/app",
+            "--password=$$(AKV_ENV_REF_DB_PASSWORD)",
+            "$$(DB_PASSWORD)",
+            "$(HOME)",
+        ])
+    );
+    assert_eq!(
+        c["env"],
+        json!([
+            {"name": "DB_PASSWORD", "value": "db-password@azurekeyvault?vault=prod-kv"},
+            {"name": "AKV_ENV_REF_DB_PASSWORD", "value": "$(DB_PASSWORD)"},
+            {"name": "DATABASE_URL", "value": "postgres://app:$$(AKV_ENV_REF_DB_PASSWORD)@db:5432/app", "x-unknown": 1},
+        ])
+    );
+    assert!(mutation.warnings.is_empty());
+    // Admitting the result again changes nothing.
+    let config = config();
+    let again = plan(&out, None, &config).unwrap();
+    assert_eq!(again.skipped(), Some(Skip::AlreadyMutated));
+}
+
+#[test]
+fn near_miss_spellings_are_warned_about_by_name_with_the_fix() {
+    let pod = pod_with(json!([{
+        "name": "app", "image": "app", "command": ["/app"],
+        "env": [
+            {"name": "CASED", "value": "db-password@AzureKeyVault"},
+            {"name": "BLOCK", "value": "db-password@azurekeyvault\n"},
+            {"name": "FINE", "value": "db-password@azurekeyvault?vault=prod-kv"},
+        ],
+    }]));
+    let (_, mutation) = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap();
+    assert_eq!(mutation.warnings.len(), 2, "{:?}", mutation.warnings);
+    assert!(mutation.warnings[0].contains("container \"app\": env var CASED"));
+    assert!(mutation.warnings[0].contains("lower case: @azurekeyvault"));
+    assert!(mutation.warnings[1].contains("env var BLOCK"));
+    assert!(mutation.warnings[1].contains("trailing newline"));
+}
+
+#[test]
+fn reserved_capture_names_and_the_allow_annotation() {
+    let pod = pod_with(json!([{
+        "name": "app", "image": "app", "command": ["/app"],
+        "env": [{"name": "AKV_ENV_REF_X", "value": "db-password@azurekeyvault?vault=kv"}],
+    }]));
+    let err = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap_err();
     assert!(
-        mutation.warnings[0].contains("containers: a"),
-        "{:?}",
-        mutation.warnings
+        err.contains("env var AKV_ENV_REF_X: names starting with AKV_ENV_REF_ are reserved"),
+        "{err}"
+    );
+
+    let mut pod = pod_with(json!([{
+        "name": "app", "image": "app", "command": ["/app"], "env": secret_env(),
+    }]));
+    pod["metadata"]["annotations"] = json!({"akv-env.io/allow-placeholder-text": "true"});
+    let (out, _) = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap();
+    assert_eq!(
+        strings(&out["spec"]["containers"][0]["args"]),
+        words(&["--allow-placeholder-text", "--", "/app"])
     );
 }
 
@@ -633,6 +725,22 @@ fn the_namespace_is_consulted_only_when_it_matters() {
             false,
         ),
         ("no placeholder", with(json!({}), "plain"), false),
+        (
+            "a ConfigMap key may hold one",
+            json!({"spec": {"containers": [{"name": "a", "env": [
+                {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}]}}),
+            true,
+        ),
+        (
+            "envFrom a ConfigMap may hold one",
+            json!({"spec": {"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "cm"}}]}]}}),
+            true,
+        ),
+        (
+            "envFrom a Secret is not read",
+            json!({"spec": {"containers": [{"name": "a", "envFrom": [{"secretRef": {"name": "s"}}]}]}}),
+            false,
+        ),
     ];
     for (name, pod, want) in cases {
         assert_eq!(

@@ -18,11 +18,14 @@
 //! ```
 
 mod error;
+pub mod expand;
 mod reference;
+mod scan;
 mod vault;
 
 pub use error::{ErrorKind, ParseError};
 pub use reference::{CertPart, Encoding, ObjectKind, Reference};
+pub use scan::{NearMiss, contains_placeholder, near_miss};
 pub use vault::Vault;
 
 /// The marker that makes an env value a placeholder.

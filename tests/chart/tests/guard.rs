@@ -2,7 +2,8 @@
 //! to the Rust grammar (`akv_placeholder::is_placeholder`) and to what the webhook's mutation does:
 //! - the ValidatingAdmissionPolicy "placeholder guard" denies a pod iff some container or init
 //!   container has a placeholder env value and is not wrapped by the injector;
-//! - the webhook's `matchConditions` send a pod to the webhook iff it has a placeholder at all.
+//! - the webhook's `matchConditions` send a pod to the webhook iff it has a placeholder at all or
+//!   reads a ConfigMap (which may hold one; the webhook wraps such containers).
 
 use akv_placeholder::is_placeholder;
 use chart_tests::cel_eval::{Decision, MatchConditions, Policy};
@@ -164,11 +165,14 @@ fn unwrapped_with_placeholder(pod: &Json) -> Vec<String> {
 fn has_placeholder(pod: &Json) -> bool {
     ["containers", "initContainers"].iter().any(|list| {
         pod["spec"][list].as_array().into_iter().flatten().any(|c| {
-            c["env"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|e| e["value"].as_str().is_some_and(is_placeholder))
+            let env = || c["env"].as_array().into_iter().flatten();
+            env().any(|e| e["value"].as_str().is_some_and(is_placeholder))
+                || env().any(|e| e["valueFrom"].get("configMapKeyRef").is_some())
+                || c["envFrom"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f.get("configMapRef").is_some())
         })
     })
 }
@@ -489,6 +493,36 @@ fn guard_denies_exactly_the_pods_that_would_start_with_raw_placeholders() {
             "bare suffix counts (the webhook refuses its empty name)",
             pod(
                 vec![container("app", None, &[("V", Some("@azurekeyvault"))])],
+                vec![],
+            ),
+            vec!["app"],
+        ),
+        (
+            // The webhook wraps it (the map may hold a placeholder); the guard cannot read the
+            // map, and a ConfigMap without placeholders is no reason to refuse a pod.
+            "reads a ConfigMap: sent to the webhook, not denied",
+            pod(
+                vec![{
+                    let mut c = container("app", None, &[]);
+                    c["envFrom"] = json!([{"configMapRef": {"name": "cm"}}]);
+                    c
+                }],
+                vec![{
+                    let mut c = container("init", None, &[]);
+                    c["env"] = json!([{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]);
+                    c
+                }],
+            ),
+            vec![],
+        ),
+        (
+            "a composed reference in an unwrapped container: its placeholder var is denied",
+            pod(
+                vec![container(
+                    "app",
+                    Some(&["/app", "--password=$(DB)"]),
+                    &[("DB", Some(PH)), ("URL", Some("postgres://u:$(DB)@db"))],
+                )],
                 vec![],
             ),
             vec!["app"],

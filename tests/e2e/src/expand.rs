@@ -2,55 +2,25 @@
 //! byte: the wrapped entrypoint only keeps working if the stand-in expands exactly like kubelet.
 
 /// Expands `$(NAME)` with `lookup`; `$$` becomes `$`; an unknown `$(NAME)` and an unclosed `$(`
-/// stay as written; any other `$` is kept.
+/// stay as written; any other `$` is kept. The product's own implementation
+/// ([`akv_placeholder::expand`]), so the stand-in and the injector cannot drift apart.
 pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
-    let mut checkpoint = 0;
-    let mut cursor = 0;
-    while cursor < bytes.len() {
-        if bytes[cursor] == b'$' && cursor + 1 < bytes.len() {
-            out.push_str(&input[checkpoint..cursor]);
-            let rest = &input[cursor + 1..];
-            // How many bytes after the `$` were consumed.
-            let advance = match rest.as_bytes()[0] {
-                b'$' => {
-                    out.push('$');
-                    1
+    let pieces = akv_placeholder::expand::pieces(input.as_bytes());
+    let mut out = Vec::with_capacity(input.len());
+    for piece in pieces {
+        match piece {
+            akv_placeholder::expand::Piece::Text(text) => out.extend_from_slice(&text),
+            akv_placeholder::expand::Piece::Ref(name) => {
+                // Names are cut at ASCII bytes, so they are UTF-8 like the input.
+                let name = std::str::from_utf8(name).expect("a name cut at ASCII bytes");
+                match lookup(name) {
+                    Some(value) => out.extend_from_slice(value.as_bytes()),
+                    None => out.extend_from_slice(format!("$({name})").as_bytes()),
                 }
-                b'(' => match rest[1..].find(')') {
-                    Some(end) => {
-                        let name = &rest[1..1 + end];
-                        match lookup(name) {
-                            Some(value) => out.push_str(&value),
-                            None => {
-                                out.push_str("$(");
-                                out.push_str(name);
-                                out.push(')');
-                            }
-                        }
-                        end + 2
-                    }
-                    None => {
-                        out.push_str("$(");
-                        1
-                    }
-                },
-                _ => {
-                    // Kubelet copies `$` and the next byte; keep whole characters instead, which
-                    // gives the same bytes.
-                    out.push('$');
-                    0
-                }
-            };
-            cursor += advance + 1;
-            checkpoint = cursor;
-        } else {
-            cursor += 1;
+            }
         }
     }
-    out.push_str(&input[checkpoint..]);
-    out
+    String::from_utf8(out).expect("pieces of UTF-8 cut at ASCII bytes")
 }
 
 /// Looks `name` up in `(name, value)` pairs, the last definition winning (kubelet's map).
