@@ -17,7 +17,7 @@ use zeroize::Zeroize as _;
 
 /// The flags the webhook adds for composition; never read from env (a ConfigMap could set it).
 #[derive(clap::Args, Debug, Default, Clone)]
-pub struct Flags {
+pub struct ComposeFlags {
     /// Env var NAME holds a `$(VAR)` template to expand after resolution (set by the webhook).
     #[arg(long = "compose-env", value_name = "NAME")]
     pub env: Vec<OsString>,
@@ -79,7 +79,7 @@ pub enum ComposeError {
 
 /// Expands the templates, drops the captures and checks what is left.
 pub fn apply(
-    flags: &Flags,
+    flags: &ComposeFlags,
     env: &[(OsString, OsString)],
     resolved: Vec<(usize, Secret)>,
     program: &[OsString],
@@ -188,8 +188,8 @@ mod tests {
         OsString::from_vec(s.to_vec())
     }
 
-    fn flags(env: &[&str], args: &[usize], captures: &[&str]) -> Flags {
-        Flags {
+    fn flags(env: &[&str], args: &[usize], captures: &[&str]) -> ComposeFlags {
+        ComposeFlags {
             env: env.iter().map(|s| os(s.as_bytes())).collect(),
             args: args.to_vec(),
             captures: captures.iter().map(|s| os(s.as_bytes())).collect(),
@@ -197,13 +197,22 @@ mod tests {
         }
     }
 
+    type Lines = Vec<Vec<u8>>;
+    /// (case, env, program, the leftover named).
+    type LeftoverCase<'a> = (
+        &'a str,
+        Vec<(&'a [u8], &'a [u8])>,
+        Vec<&'a [u8]>,
+        Option<&'a str>,
+    );
+
     /// The program's env as `NAME=value` strings and its argv, after composition.
     fn run(
-        flags: &Flags,
+        flags: &ComposeFlags,
         env: &[(&[u8], &[u8])],
         resolved: &[(usize, &[u8])],
         program: &[&[u8]],
-    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), ComposeError> {
+    ) -> Result<(Lines, Lines), ComposeError> {
         let env: Vec<(OsString, OsString)> = env.iter().map(|(n, v)| (os(n), os(v))).collect();
         let resolved = resolved
             .iter()
@@ -295,7 +304,7 @@ mod tests {
     fn placeholder_text_left_over_fails_closed_naming_where_never_the_value() {
         let none: &[(usize, &[u8])] = &[];
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<(&[u8], &[u8])>, Vec<&[u8]>, Option<&str>)> = vec![
+        let cases: Vec<LeftoverCase> = vec![
             ("raw composed env", vec![(b"URL", b"postgres://app:pw@azurekeyvault@db")], vec![b"/app"], Some("env var URL")),
             ("raw composed arg", vec![], vec![b"/app", b"--password=pw@azurekeyvault?vault=kv"], Some("argument 1")),
             ("whole unresolved value", vec![(b"PW", b"pw@azurekeyvault")], vec![b"/app"], Some("env var PW")),
@@ -303,15 +312,15 @@ mod tests {
             ("bare marker", vec![(b"A", b"@azurekeyvault")], vec![b"/app"], None),
         ];
         for (case, env, program, want) in cases {
-            let got = run(&Flags::default(), &env, none, &program).err();
+            let got = run(&ComposeFlags::default(), &env, none, &program).err();
             assert_eq!(
                 got,
                 want.map(|w| ComposeError::PlaceholderLeft(w.into())),
                 "case {case}"
             );
-            let allowed = Flags {
+            let allowed = ComposeFlags {
                 allow_placeholder_text: true,
-                ..Flags::default()
+                ..ComposeFlags::default()
             };
             assert!(
                 run(&allowed, &env, none, &program).is_ok(),

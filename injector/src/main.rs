@@ -115,7 +115,7 @@ struct Settings {
     rotation: rotation::Flags,
 
     #[command(flatten)]
-    compose: compose::Flags,
+    compose: compose::ComposeFlags,
 }
 
 /// The overall deadline, in Go's duration grammar (shared with the webhook and the chart):

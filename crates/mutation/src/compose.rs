@@ -304,25 +304,63 @@ mod tests {
     fn composed_values_see_the_secret_where_the_kubelet_would_have_put_it() {
         let secrets = [("pw@azurekeyvault", "s3cret$(X)")];
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
-            ("postgres url",
-             vec![("PW", "pw@azurekeyvault"), ("URL", "postgres://app:$(PW)@db/app")],
-             vec![("PW", "s3cret$(X)"), ("URL", "postgres://app:s3cret$(X)@db/app")]),
-            ("escape kept, plain ref expanded",
-             vec![("U", "app"), ("PW", "pw@azurekeyvault"), ("URL", "$(U):$(PW) $$(PW) $(NOPE)")],
-             vec![("U", "app"), ("PW", "s3cret$(X)"), ("URL", "app:s3cret$(X) $(PW) $(NOPE)")]),
-            ("later definitions stay literal",
-             vec![("URL", "x$(PW)"), ("PW", "pw@azurekeyvault")],
-             vec![("URL", "x$(PW)"), ("PW", "s3cret$(X)")]),
-            ("transitive, then the source redefined",
-             vec![("PW", "pw@azurekeyvault"), ("A", "a-$(PW)"), ("A2", "[$(A)]"), ("PW", "plain"), ("B", "$(PW)")],
-             vec![("A", "a-s3cret$(X)"), ("A2", "[a-s3cret$(X)]"), ("PW", "plain"), ("B", "plain")]),
-            ("redefined composed var: last definition wins",
-             vec![("PW", "pw@azurekeyvault"), ("A", "1$(PW)"), ("A", "2$(PW)")],
-             vec![("PW", "s3cret$(X)"), ("A", "2s3cret$(X)")]),
-            ("unclosed and dollars around the ref",
-             vec![("PW", "pw@azurekeyvault"), ("A", "$$$(PW)$($")],
-             vec![("PW", "s3cret$(X)"), ("A", "$s3cret$(X)$($")]),
+        type Pairs<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(&str, Pairs, Pairs)> = vec![
+            (
+                "postgres url",
+                vec![
+                    ("PW", "pw@azurekeyvault"),
+                    ("URL", "postgres://app:$(PW)@db/app"),
+                ],
+                vec![
+                    ("PW", "s3cret$(X)"),
+                    ("URL", "postgres://app:s3cret$(X)@db/app"),
+                ],
+            ),
+            (
+                "escape kept, plain ref expanded",
+                vec![
+                    ("U", "app"),
+                    ("PW", "pw@azurekeyvault"),
+                    ("URL", "$(U):$(PW) $$(PW) $(NOPE)"),
+                ],
+                vec![
+                    ("U", "app"),
+                    ("PW", "s3cret$(X)"),
+                    ("URL", "app:s3cret$(X) $(PW) $(NOPE)"),
+                ],
+            ),
+            (
+                "later definitions stay literal",
+                vec![("URL", "x$(PW)"), ("PW", "pw@azurekeyvault")],
+                vec![("URL", "x$(PW)"), ("PW", "s3cret$(X)")],
+            ),
+            (
+                "transitive, then the source redefined",
+                vec![
+                    ("PW", "pw@azurekeyvault"),
+                    ("A", "a-$(PW)"),
+                    ("A2", "[$(A)]"),
+                    ("PW", "plain"),
+                    ("B", "$(PW)"),
+                ],
+                vec![
+                    ("A", "a-s3cret$(X)"),
+                    ("A2", "[a-s3cret$(X)]"),
+                    ("PW", "plain"),
+                    ("B", "plain"),
+                ],
+            ),
+            (
+                "redefined composed var: last definition wins",
+                vec![("PW", "pw@azurekeyvault"), ("A", "1$(PW)"), ("A", "2$(PW)")],
+                vec![("PW", "s3cret$(X)"), ("A", "2s3cret$(X)")],
+            ),
+            (
+                "unclosed and dollars around the ref",
+                vec![("PW", "pw@azurekeyvault"), ("A", "$$$(PW)$($")],
+                vec![("PW", "s3cret$(X)"), ("A", "$s3cret$(X)$($")],
+            ),
         ];
         for (case, pairs, want) in cases {
             let got = program_env(&pairs, &secrets);
