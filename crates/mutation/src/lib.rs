@@ -30,6 +30,7 @@ mod entrypoint;
 mod error;
 mod patch;
 mod plan;
+mod trust;
 
 pub use config::{
     ANNOTATION_INJECT, ANNOTATION_STATUS, ANNOTATION_VAULT, ARCH_NODE_SELECTOR, Config,
@@ -40,4 +41,9 @@ pub use error::{Denial, Problem};
 pub use patch::Mutation;
 pub use plan::{
     ContainerKind, ContainerRef, Entrypoints, ImageLookup, Plan, Skip, needs_namespace_vault, plan,
+    plan_in,
+};
+pub use trust::{
+    ANNOTATION_ALLOW_MANAGED_IDENTITY, ANNOTATION_AUTH, LITERAL_FLAGS, NamespaceFacts, TrustPolicy,
+    asks_for_managed_identity,
 };

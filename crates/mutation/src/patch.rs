@@ -100,11 +100,9 @@ impl Plan<'_> {
                 &at("command"),
                 json!([config.injector_path()]),
             ));
-            ops.push(set(
-                target.has_args,
-                &at("args"),
-                json!(entrypoint::wrapped_args(argv)),
-            ));
+            let mut args = target.injector_flags.clone();
+            args.extend(entrypoint::wrapped_args(argv));
+            ops.push(set(target.has_args, &at("args"), json!(args)));
             if let Some(vault) = self
                 .default_vault
                 .as_ref()
