@@ -41,10 +41,17 @@ start_fake() {
 # env_for N -> prints env assignments for N placeholders
 env_for() {
   local n="$1" i
-  printf '%s\n' "PATH=/usr/bin:/bin" "AKV_ENV_DEFAULT_VAULT=benchvault" "AKV_ENV_CA_FILE=$CA" \
-    "AKV_ENV_RESOLVE=benchvault.vault.azure.net=$HTTPS_ADDR,login.microsoftonline.com=$HTTPS_ADDR" \
+  printf '%s\n' "PATH=/usr/bin:/bin" "AKV_ENV_DEFAULT_VAULT=benchvault" \
     "AZURE_TENANT_ID=$TENANT" "AZURE_CLIENT_ID=bench" "AZURE_CLIENT_SECRET=bench-secret"
   for ((i = 0; i < n; i++)); do echo "S$i=s$i@azurekeyvault"; done
+}
+
+# flags -> the injector's trust flags, as the webhook derives them from a pod spec (the
+# environment never sets them): the fake's CA, fixed addresses, the test authority
+flags() {
+  printf '%s\n' "--ca-file=$CA" \
+    "--resolve=benchvault.vault.azure.net=$HTTPS_ADDR,login.test=$HTTPS_ADDR" \
+    "--authority-host=https://login.test"
 }
 
 # median_ms CMD... -> median wall time in ms over RUNS runs (after one checked warm-up run)
@@ -68,17 +75,17 @@ echo "|---|---|"
 row "plain \`true\`" "$(median_ms env -i /bin/true)"
 start_fake 0
 for n in 0 1 10 100; do
-  mapfile -t E < <(env_for "$n")
-  row "akv-env, $n placeholders" "$(median_ms env -i "${E[@]}" "$BIN" -- true)"
+  mapfile -t E < <(env_for "$n"); mapfile -t F < <(flags)
+  row "akv-env, $n placeholders" "$(median_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
 done
 start_fake 20
 for n in 1 100; do
-  mapfile -t E < <(env_for "$n")
-  row "akv-env, $n placeholders, 20 ms vault latency" "$(median_ms env -i "${E[@]}" "$BIN" -- true)"
+  mapfile -t E < <(env_for "$n"); mapfile -t F < <(flags)
+  row "akv-env, $n placeholders, 20 ms vault latency" "$(median_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
 done
 echo
-mapfile -t E < <(env_for 100)
-echo "Peak RSS, 100 placeholders (20 ms latency): $(peak_rss_kb env -i "${E[@]}" "$BIN" -- true) KiB (includes the final \`true\` image)"
+mapfile -t E < <(env_for 100); mapfile -t F < <(flags)
+echo "Peak RSS, 100 placeholders (20 ms latency): $(peak_rss_kb env -i "${E[@]}" "$BIN" "${F[@]}" -- true) KiB (includes the final \`true\` image)"
 mapfile -t E < <(env_for 0)
-echo "Peak RSS, 0 placeholders: $(peak_rss_kb env -i "${E[@]}" "$BIN" -- true) KiB"
+echo "Peak RSS, 0 placeholders: $(peak_rss_kb env -i "${E[@]}" "$BIN" "${F[@]}" -- true) KiB"
 echo "Binary size: static musl $(stat -c %s "$STATIC_BIN") bytes; glibc release $(stat -c %s "$GLIBC_BIN") bytes"

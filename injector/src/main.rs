@@ -8,10 +8,11 @@ mod envp;
 mod exec;
 mod install;
 mod rotation;
+mod settings;
 mod supervise;
 mod termination;
 
-use akv_keyvault::{AuthConfig, AuthMode, FetchOptions, Resolver, Secret, TransportConfig};
+use akv_keyvault::{AuthConfig, FetchOptions, Resolver, Secret};
 use akv_placeholder::Vault;
 use clap::{Parser, Subcommand};
 use std::{
@@ -38,8 +39,15 @@ PROGRAM. With no placeholders it execs at once, without touching the network.
 
 Identity (the pod's own): workload identity if AZURE_FEDERATED_TOKEN_FILE is set (with
 AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST), else a service principal if
-AZURE_CLIENT_SECRET is set, else managed identity (IMDS, or IDENTITY_ENDPOINT/IDENTITY_HEADER;
-AZURE_CLIENT_ID picks a user-assigned one).";
+AZURE_CLIENT_SECRET is set, else none: exit 1 before any connection. Managed identity (IMDS, or
+IDENTITY_ENDPOINT/IDENTITY_HEADER; AZURE_CLIENT_ID picks a user-assigned one) only with
+--auth managed-identity.
+
+Settings that decide where the token goes (--auth, --ca-file, --resolve, --authority-host,
+--vault-host-suffix) are flags only: the webhook derives them from the admitted pod spec, and the
+environment, which ConfigMaps can feed, never sets them (AKV_ENV_AUTH, AKV_ENV_CA_FILE and
+AKV_ENV_RESOLVE in the environment are ignored). Vaults are Key Vault or Managed HSM hosts
+(vault.azure.net, vault.azure.cn, vault.usgovcloudapi.net, managedhsm.*) on port 443.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -80,21 +88,9 @@ struct Settings {
     #[arg(long, env = "AKV_ENV_DEFAULT_VAULT", value_name = "VAULT")]
     default_vault: Option<String>,
 
-    /// Force one identity instead of choosing: workload-identity, client-secret or managed-identity.
-    #[arg(long, env = "AKV_ENV_AUTH", value_name = "MODE")]
-    auth: Option<String>,
-
     /// Give up after this long overall, in Go's syntax: "60s", "1500ms", "2m", "1m30s".
     #[arg(long, env = "AKV_ENV_TIMEOUT", default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     timeout: Duration,
-
-    /// PEM file of extra CAs to trust besides the built-in roots (private endpoints, tests).
-    #[arg(long, env = "AKV_ENV_CA_FILE", value_name = "FILE")]
-    ca_file: Option<PathBuf>,
-
-    /// Fixed addresses for host names, for private endpoints without DNS: "host=ip:port,host2=ip:port".
-    #[arg(long, env = "AKV_ENV_RESOLVE", value_name = "MAP")]
-    resolve: Option<String>,
 
     /// File for the failure lines besides stderr, written if it exists: the container's
     /// `terminationMessagePath` (the webhook passes one other than the default), which the
@@ -116,6 +112,9 @@ struct Settings {
 
     #[command(flatten)]
     compose: compose::ComposeFlags,
+
+    #[command(flatten)]
+    trust: settings::Trust,
 }
 
 /// The overall deadline, in Go's duration grammar (shared with the webhook and the chart):
@@ -264,33 +263,30 @@ fn build_resolver(
     settings: &Settings,
     env: &[(OsString, OsString)],
 ) -> Result<(Resolver, Option<Vault>), String> {
-    let forced = match settings.auth.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(s.parse::<AuthMode>().map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let trust = &settings.trust;
+    for warning in trust.ignored_env(env) {
+        tracing::warn!("{warning}");
+    }
     let default_vault = match settings.default_vault.as_deref().filter(|s| !s.is_empty()) {
         Some(v) => Some(Vault::parse(v).map_err(|e| format!("AKV_ENV_DEFAULT_VAULT: {e}"))?),
         None => None,
     };
     let auth = AuthConfig {
-        forced,
+        forced: trust.auth,
         tenant_id: var(env, "AZURE_TENANT_ID"),
         client_id: var(env, "AZURE_CLIENT_ID"),
         federated_token_file: var(env, "AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
         client_secret: var(env, "AZURE_CLIENT_SECRET").map(Zeroizing::new),
-        authority_host: var(env, "AZURE_AUTHORITY_HOST"),
-    };
-    let transport = TransportConfig {
-        ca_file: settings
-            .ca_file
-            .clone()
-            .filter(|p| !p.as_os_str().is_empty()),
-        resolve: akv_keyvault::parse_resolve(settings.resolve.as_deref().unwrap_or(""))
+        authority_host: trust
+            .authority(var(env, "AZURE_AUTHORITY_HOST").as_deref())
             .map_err(|e| e.to_string())?,
-        ..Default::default()
     };
-    let resolver =
-        Resolver::new(&auth, &transport, FetchOptions::default()).map_err(|e| e.to_string())?;
+    // Before any connection: no identity, a bad map or a bad policy stops here.
+    auth.choose().map_err(|e| e.to_string())?;
+    let transport = trust.transport().map_err(|e| e.to_string())?;
+    let hosts = trust.vault_hosts().map_err(|e| e.to_string())?;
+    let resolver = Resolver::new(&auth, &transport, &hosts, FetchOptions::default())
+        .map_err(|e| e.to_string())?;
     Ok((resolver, default_vault))
 }
 
@@ -400,16 +396,40 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         for var in [
             "AKV_ENV_DEFAULT_VAULT",
-            "AKV_ENV_AUTH",
             "AKV_ENV_TIMEOUT",
-            "AKV_ENV_CA_FILE",
-            "AKV_ENV_RESOLVE",
             "AKV_ENV_LOG",
             "AZURE_FEDERATED_TOKEN_FILE",
             "AZURE_CLIENT_SECRET",
+            "--auth",
+            "--ca-file",
+            "--resolve",
+            "--authority-host",
+            "--vault-host-suffix",
             "install",
         ] {
             assert!(help.contains(var), "--help does not mention {var}");
+        }
+    }
+
+    #[test]
+    fn trust_settings_have_no_environment_fallback() {
+        let cmd = Cli::command();
+        for flag in [
+            "auth",
+            "ca_file",
+            "resolve",
+            "authority_host",
+            "vault_host_suffixes",
+        ] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == flag)
+                .unwrap_or_else(|| panic!("no --{flag}"));
+            assert_eq!(
+                arg.get_env(),
+                None,
+                "--{flag} must not read the environment"
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Shared harness: a fake Key Vault on loopback and the real `akv-env` binary with a cleared,
-//! explicit environment pointing at it through `AKV_ENV_RESOLVE` and `AKV_ENV_CA_FILE`.
+//! explicit environment, pointed at the fake as the webhook would: flags (`--resolve`,
+//! `--ca-file`, `--authority-host`), never the environment.
 #![allow(dead_code)]
 
 use fake_keyvault::{FakeKeyVault, Options, Seed};
@@ -127,39 +128,53 @@ impl Harness {
         }
     }
 
-    /// `AKV_ENV_RESOLVE` mapping both vaults and the authority to the fake.
+    /// `--resolve` mapping both vaults and the test authority (`login.test`) to the fake.
     pub fn resolve_map(&self) -> String {
         let a = self.kv.https_addr();
-        format!(
-            "myvault.vault.azure.net={a},othervault.vault.azure.net={a},login.microsoftonline.com={a}"
-        )
+        format!("myvault.vault.azure.net={a},othervault.vault.azure.net={a},login.test={a}")
     }
 
-    /// `akv-env -- PROGRAM ARGS...` with only the given identity's variables set.
+    /// The flags the webhook would derive for this rig: CA, fixed addresses, authority.
+    pub fn flags(&self) -> Vec<String> {
+        vec![
+            format!("--ca-file={}", self.ca_file.display()),
+            format!("--resolve={}", self.resolve_map()),
+            format!("--authority-host={}", self.kv.test_authority_host()),
+        ]
+    }
+
+    /// `akv-env FLAGS -- PROGRAM ARGS...` with only the given identity's variables set.
     pub fn cmd<I, S>(&self, ident: Ident, program: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.cmd_with_flags(ident, &[], program)
+        self.cmd_with(ident, self.flags(), program)
     }
 
-    /// `akv-env FLAGS... -- PROGRAM ARGS...`, like [`Harness::cmd`].
-    pub fn cmd_with_flags<I, S>(&self, ident: Ident, flags: &[&str], program: I) -> Command
+    /// `akv-env` with the rig's flags plus `extra` (e.g. `--restart-on-change=1s`).
+    pub fn cmd_with_flags<I, S>(&self, ident: Ident, extra: &[&str], program: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut flags = self.flags();
+        flags.extend(extra.iter().map(|f| f.to_string()));
+        self.cmd_with(ident, flags, program)
+    }
+
+    /// [`Self::cmd`] with other flags (managed identity adds `--auth managed-identity`).
+    pub fn cmd_with<I, S>(&self, ident: Ident, mut flags: Vec<String>, program: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         let mut c = Command::from(injector_command());
-        c.args(flags);
         c.env_clear()
             .current_dir(self.dir.path())
             .env("PATH", "/usr/bin:/bin")
-            .env("AKV_ENV_CA_FILE", &self.ca_file)
-            .env("AKV_ENV_RESOLVE", self.resolve_map())
             .env("AKV_ENV_DEFAULT_VAULT", "myvault")
             .env("AKV_ENV_TIMEOUT", "20s")
-            .env("AZURE_AUTHORITY_HOST", self.kv.authority_host())
             .kill_on_drop(true);
         let tenant = self.kv.tenant().to_owned();
         match ident {
@@ -182,9 +197,11 @@ impl Harness {
                 if ident == Ident::ManagedC {
                     c.env("AZURE_CLIENT_ID", "app-c");
                 }
+                flags.push("--auth=managed-identity".into());
             }
             Ident::None => {}
         }
+        c.args(flags);
         c.arg("--");
         c.args(program);
         c

@@ -100,21 +100,63 @@ impl Vault {
         }
     }
 
-    /// `akv-env -- sh -c SCRIPT` with `DB_PASSWORD` a placeholder.
+    /// `akv-env --auth=managed-identity ... -- sh -c SCRIPT` with `DB_PASSWORD` a placeholder:
+    /// managed identity chosen explicitly, as the webhook does for a pod annotated
+    /// `akv-env.io/auth: managed-identity` where that is allowed.
     fn injector(&self, timeout: &str, script: &str) -> Command {
-        let mut injector = Command::new(BIN);
+        let mut injector = injector(self.addr, &self.ca_file, timeout);
+        injector.arg("--auth=managed-identity");
+        injector.args(["--", "sh", "-c", script]);
         injector
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("AKV_ENV_CA_FILE", &self.ca_file)
-            .env(
-                "AKV_ENV_RESOLVE",
-                format!("myvault.vault.azure.net={}", self.addr),
-            )
-            .env("AKV_ENV_TIMEOUT", timeout)
-            .env("DB_PASSWORD", "db-password@azurekeyvault?vault=myvault")
-            .args(["--", "sh", "-c", script]);
-        injector
+    }
+}
+
+/// `akv-env` with the vault mapped to `addr`, its CA trusted and `DB_PASSWORD` a placeholder;
+/// no identity variables. The caller adds flags, then `--` and the program.
+fn injector(addr: SocketAddr, ca_file: &std::path::Path, timeout: &str) -> Command {
+    let mut injector = Command::new(BIN);
+    injector
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AKV_ENV_TIMEOUT", timeout)
+        .env("DB_PASSWORD", "db-password@azurekeyvault?vault=myvault")
+        .arg(format!("--ca-file={}", ca_file.display()))
+        .arg(format!("--resolve=myvault.vault.azure.net={addr}"));
+    injector
+}
+
+#[test]
+fn without_an_identity_it_exits_before_any_connection_and_says_how_to_give_one() {
+    // A node where IMDS answers (a listener at 169.254.169.254:80) and the vault is reachable,
+    // but the pod was given no identity and did not choose managed identity: the injector must
+    // not fall back to the node's identity, and must not even connect anywhere.
+    let (namespace, https, imds) = Namespace::start();
+    https.set_nonblocking(true).unwrap();
+    imds.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, "not read: no connection is made").unwrap();
+    let mut command = injector(https.local_addr().unwrap(), &ca_file, "20s");
+    command.args(["--", "sh", "-c", "echo started"]);
+    let out = namespace.run(command);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "the program must not start");
+    for fragment in [
+        "no identity to read Key Vault with",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_CLIENT_SECRET",
+        "azure.workload.identity/use",
+        "akv-env.io/auth: managed-identity",
+    ] {
+        assert!(stderr.contains(fragment), "{fragment:?} missing: {stderr}");
+    }
+    // A connection attempt would sit in the listen backlog, ready to be accepted.
+    for (name, listener) in [("IMDS", &imds), ("the vault", &https)] {
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("{name} saw a connection: {other:?}"),
+        }
     }
 }
 

@@ -58,7 +58,8 @@ async fn auth_can_be_forced_and_a_forced_mode_needs_its_settings() {
         "{}",
         stderr(&out)
     );
-    // ...and AKV_ENV_AUTH=client-secret forces the secret.
+    // ...AKV_ENV_AUTH=client-secret in the environment changes nothing (a ConfigMap could set
+    // it), and says so...
     h.kv.clear_records();
     let mut c = h.cmd(Ident::WorkloadB, print_var("DB"));
     c.env("DB", "db-password@azurekeyvault")
@@ -66,12 +67,28 @@ async fn auth_can_be_forced_and_a_forced_mode_needs_its_settings() {
         .env("AZURE_CLIENT_ID", "app-a")
         .env("AKV_ENV_AUTH", "client-secret");
     let (out, _) = run(c).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AKV_ENV_AUTH in the environment is ignored"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(h.kv.token_grants().is_empty());
+    // ...while --auth=client-secret (the webhook's flag) forces the secret.
+    let mut flags = h.flags();
+    flags.push("--auth=client-secret".into());
+    let mut c = h.cmd_with(Ident::WorkloadB, flags, print_var("DB"));
+    c.env("DB", "db-password@azurekeyvault")
+        .env("AZURE_CLIENT_SECRET", "s3cret-a")
+        .env("AZURE_CLIENT_ID", "app-a");
+    let (out, _) = run(c).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(h.kv.token_grants()[0].method, GrantMethod::ClientSecret);
     // A forced mode whose settings are missing says which.
-    let mut c = h.cmd(Ident::None, print_var("DB"));
-    c.env("DB", "db-password@azurekeyvault")
-        .env("AKV_ENV_AUTH", "workload-identity");
+    let mut flags = h.flags();
+    flags.push("--auth=workload-identity".into());
+    let mut c = h.cmd_with(Ident::None, flags, print_var("DB"));
+    c.env("DB", "db-password@azurekeyvault");
     let (out, _) = run(c).await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -395,10 +412,13 @@ async fn an_unreachable_vault_is_reported_as_such_within_the_deadline() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    let mut c = h.cmd(Ident::ManagedSystem, ["true"]);
+    let flags = vec![
+        format!("--ca-file={}", h.ca_file.display()),
+        format!("--resolve=myvault.vault.azure.net={addr}"),
+    ];
+    let mut c = h.cmd_with(Ident::ManagedSystem, flags, ["true"]);
     c.env("DB", "db-password@azurekeyvault")
-        .env("AKV_ENV_TIMEOUT", "2s")
-        .env("AKV_ENV_RESOLVE", format!("myvault.vault.azure.net={addr}"));
+        .env("AKV_ENV_TIMEOUT", "2s");
     let (out, took) = run(c).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -412,14 +432,18 @@ async fn an_unreachable_vault_is_reported_as_such_within_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_placeholders_it_execs_at_once_without_network() {
     let h = Harness::start().await;
-    // Everything points nowhere; with no placeholder nothing is contacted.
-    let mut c = h.cmd(
+    // Everything points nowhere and there is no identity; with no placeholder nothing is
+    // contacted or checked.
+    let flags = vec![
+        "--resolve=myvault.vault.azure.net=192.0.2.1:443".to_owned(),
+        "--ca-file=/nonexistent".to_owned(),
+    ];
+    let mut c = h.cmd_with(
         Ident::None,
+        flags,
         ["sh", "-c", "printf '%s|%s' \"$PLAIN\" \"$MAIL\""],
     );
-    c.env("AKV_ENV_RESOLVE", "myvault.vault.azure.net=192.0.2.1:443")
-        .env("AKV_ENV_CA_FILE", "/nonexistent")
-        .env("PLAIN", "just a value")
+    c.env("PLAIN", "just a value")
         .env("MAIL", "someone@example.com");
     let (out, took) = run(c).await;
     assert!(out.status.success(), "{}", stderr(&out));

@@ -71,14 +71,15 @@ async fn static_binary_resolves_in_an_empty_root_as_nobody() {
         };
         // The program is found on the PATH that the placeholder resolves to: it only runs if
         // the value arrived.
-        c.args(["/bin/akv-env", "--", "akv-env", "version"])
+        c.arg("/bin/akv-env")
+            .arg("--ca-file=/ca.pem")
+            .arg(format!("--resolve={}", h.resolve_map()))
+            .arg(format!("--authority-host={}", h.kv.test_authority_host()))
+            .args(["--", "akv-env", "version"])
             .env_clear()
             .env("PATH", "path@azurekeyvault")
             .env("AKV_ENV_DEFAULT_VAULT", "myvault")
-            .env("AKV_ENV_CA_FILE", "/ca.pem")
-            .env("AKV_ENV_RESOLVE", h.resolve_map())
             .env("AKV_ENV_TIMEOUT", "20s")
-            .env("AZURE_AUTHORITY_HOST", h.kv.authority_host())
             .env("AZURE_TENANT_ID", h.kv.tenant())
             .env("AZURE_CLIENT_ID", "app-a")
             .env("AZURE_CLIENT_SECRET", "s3cret-a");

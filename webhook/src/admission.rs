@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_mutation::{Entrypoints, Mutation, Skip, needs_namespace_vault, plan};
+use akv_mutation::{
+    Entrypoints, Mutation, NamespaceFacts, Skip, asks_for_managed_identity, needs_namespace_vault,
+    plan_in,
+};
 use base64::Engine;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -198,21 +201,28 @@ impl Admitter {
     }
 
     async fn decide(&self, pod: &Value, namespace: &str) -> Decision {
-        let namespace_vault = if needs_namespace_vault(pod) {
-            match self.namespaces.vault_annotation(namespace).await {
+        let facts = if needs_namespace_vault(pod) || asks_for_managed_identity(pod) {
+            let facts = async {
+                Ok::<_, String>(NamespaceFacts {
+                    vault: self.namespaces.vault_annotation(namespace).await?,
+                    allow_managed_identity: asks_for_managed_identity(pod)
+                        && self.namespaces.allows_managed_identity(namespace).await?,
+                })
+            };
+            match facts.await {
                 Ok(v) => v,
                 Err(e) => {
                     self.metrics.error("namespace");
                     return Decision::Deny(format!(
-                        "akv-env: {e}, so the default vault is unknown; retry, or annotate the pod \
-                         with akv-env.io/vault"
+                        "akv-env: {e}, so the default vault and whether managed identity is \
+                         allowed are unknown; retry, or annotate the pod with akv-env.io/vault"
                     ));
                 }
             }
         } else {
-            None
+            NamespaceFacts::default()
         };
-        let plan = match plan(pod, namespace_vault.as_deref(), &self.config) {
+        let plan = match plan_in(pod, &facts, &self.config) {
             Ok(p) => p,
             Err(denial) => return Decision::Deny(denial.to_string()),
         };

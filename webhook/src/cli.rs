@@ -68,6 +68,9 @@ pub struct MutationArgs {
 
     #[command(flatten)]
     pub init_container: InitContainerArgs,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 impl MutationArgs {
@@ -75,6 +78,7 @@ impl MutationArgs {
         let mut config = akv_mutation::Config::new(self.injector_image.clone());
         config.default_vault = self.default_vault.clone();
         self.init_container.apply(&mut config);
+        config.trust = self.trust.policy();
         config
     }
 }
@@ -165,6 +169,35 @@ fn parse_quantity(text: &str) -> Result<String, String> {
             "{text:?} is not a Kubernetes quantity; write e.g. 10m, 0.5, 64Mi or 1G"
         ))
     }
+}
+
+/// Who may use managed identity, and which hosts are vaults (passed on to the injector).
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Let every namespace's pods choose managed identity (`akv-env.io/auth:
+    /// managed-identity`); on AKS that is the node's identity, shared by every pod on the node.
+    /// Without it, only namespaces annotated `akv-env.io/allow-managed-identity: "true"` may.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_ALLOW_MANAGED_IDENTITY", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_managed_identity: bool,
+
+    /// Vault host suffix allowed besides Key Vault's and Managed HSM's domains (test rigs,
+    /// new clouds); repeatable (env: comma-separated). Enforced at admission and by akv-env.
+    #[arg(long = "vault-host-suffix", env = "AKV_ENV_WEBHOOK_VAULT_HOST_SUFFIXES", value_delimiter = ',', value_parser = parse_suffix)]
+    pub vault_host_suffixes: Vec<String>,
+}
+
+impl TrustArgs {
+    pub fn policy(&self) -> akv_mutation::TrustPolicy {
+        akv_mutation::TrustPolicy {
+            allow_managed_identity: self.allow_managed_identity,
+            vault_hosts: akv_trust::VaultHosts::with_extra_suffixes(&self.vault_host_suffixes)
+                .expect("suffixes were validated when parsed"),
+        }
+    }
+}
+
+fn parse_suffix(text: &str) -> Result<String, String> {
+    akv_trust::validate_suffix(text).map_err(|e| e.to_string())
 }
 
 /// Reading ENTRYPOINT/CMD from registries for containers without `command`.
@@ -485,6 +518,9 @@ pub struct InjectArgs {
     #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_VAULT")]
     pub namespace_vault: Option<String>,
 
+    #[command(flatten)]
+    pub trust: TrustArgs,
+
     /// Read ENTRYPOINT/CMD from registries (anonymously) for containers without `command`.
     #[arg(long, env = "AKV_ENV_WEBHOOK_IMAGE_LOOKUP", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub image_lookup: bool,
@@ -518,6 +554,7 @@ impl InjectArgs {
         let mut config = akv_mutation::Config::new(self.injector_image.clone().unwrap_or_default());
         config.default_vault = self.default_vault.clone();
         self.init_container.apply(&mut config);
+        config.trust = self.trust.policy();
         config
     }
 
@@ -613,6 +650,26 @@ mod tests {
         let err = parse(&["--default-vault", "1bad"]).unwrap_err().to_string();
         assert!(
             err.contains("--default-vault") && err.contains("start with a letter"),
+            "{err}"
+        );
+        let Command::Serve(args) = parse(&[
+            "--allow-managed-identity",
+            "--vault-host-suffix",
+            ".Vault.Test",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not serve")
+        };
+        let policy = args.mutation.config().trust;
+        assert!(policy.allow_managed_identity);
+        assert_eq!(policy.vault_hosts.extra_suffixes(), ["vault.test"]);
+        let err = parse(&["--vault-host-suffix", "test"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--vault-host-suffix") && err.contains("at least two labels"),
             "{err}"
         );
         let err = parse(&["--cache-ttl", "5x"]).unwrap_err().to_string();

@@ -32,6 +32,26 @@ pub trait NamespaceSource: Send + Sync {
     fn enabled<'a>(&'a self, _namespace: &'a str) -> EnabledFuture<'a> {
         Box::pin(async { Ok(true) })
     }
+
+    /// Whether the namespace is annotated `akv-env.io/allow-managed-identity: "true"`, letting
+    /// its pods choose the node's managed identity. Sources without a cluster say no.
+    fn allows_managed_identity<'a>(&'a self, _namespace: &'a str) -> EnabledFuture<'a> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+/// Namespaces that allow managed identity (and have no default vault), for tests.
+pub struct ManagedIdentityNamespaces(pub Vec<String>);
+
+impl NamespaceSource for ManagedIdentityNamespaces {
+    fn vault_annotation<'a>(&'a self, _namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn allows_managed_identity<'a>(&'a self, namespace: &'a str) -> EnabledFuture<'a> {
+        let allowed = self.0.iter().any(|n| n == namespace);
+        Box::pin(async move { Ok(allowed) })
+    }
 }
 
 /// No cluster to ask (tests, or a webhook run without a kube config): no namespace defaults.
@@ -66,6 +86,7 @@ pub struct KubeNamespaces {
 struct Facts {
     enabled: bool,
     vault: Option<String>,
+    allow_managed_identity: bool,
 }
 
 impl KubeNamespaces {
@@ -99,6 +120,12 @@ impl KubeNamespaces {
                 .as_ref()
                 .and_then(|l| l.get(ENABLED_LABEL))
                 .is_some_and(|v| v == "enabled"),
+            allow_managed_identity: ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(akv_mutation::ANNOTATION_ALLOW_MANAGED_IDENTITY))
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             vault: ns
                 .metadata
                 .annotations
@@ -120,5 +147,13 @@ impl NamespaceSource for KubeNamespaces {
 
     fn enabled<'a>(&'a self, namespace: &'a str) -> EnabledFuture<'a> {
         Box::pin(async move { self.facts(namespace).await.map(|f| f.enabled) })
+    }
+
+    fn allows_managed_identity<'a>(&'a self, namespace: &'a str) -> EnabledFuture<'a> {
+        Box::pin(async move {
+            self.facts(namespace)
+                .await
+                .map(|f| f.allow_managed_identity)
+        })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akv_env_webhook::lookup::{EntrypointSource, EntrypointsFuture, LookupRequest, Table};
-use akv_env_webhook::namespaces::FixedNamespaces;
+use akv_env_webhook::namespaces::{FixedNamespaces, ManagedIdentityNamespaces};
 use akv_mutation::ImageEntrypoint;
 use common::{Connection, Options, Protocol, fixture, read_answer, start};
 use hyper::StatusCode;
@@ -328,6 +328,42 @@ async fn namespace_annotation_sets_the_default_vault() {
         .find(|e| e["name"] == "AKV_ENV_DEFAULT_VAULT")
         .unwrap();
     assert_eq!(default["value"], "shop-default-kv");
+}
+
+#[tokio::test]
+async fn managed_identity_only_in_namespaces_that_allow_it() {
+    let running = start(Options {
+        namespaces: Arc::new(ManagedIdentityNamespaces(vec!["ops".to_owned()])),
+        ..Options::default()
+    })
+    .await;
+    let mut conn = Connection::open(running.server.https_addr, &running.ca, Protocol::Http1).await;
+    for (namespace, allowed) in [("ops", true), ("shop", false)] {
+        let mut review = fixture("pod-command.json");
+        review["request"]["namespace"] = json!(namespace);
+        review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+        review["request"]["object"]["metadata"]["annotations"] =
+            json!({"akv-env.io/auth": "managed-identity"});
+        let (_, body) = conn
+            .post("/mutate", serde_json::to_vec(&review).unwrap())
+            .await;
+        let answer = read_answer(&review, &body);
+        if allowed {
+            let pod = answer.patched.expect("a patch");
+            assert_eq!(
+                pod["spec"]["containers"][0]["args"][0], "--auth=managed-identity",
+                "{pod}"
+            );
+        } else {
+            assert_eq!(answer.response["allowed"], false, "{}", answer.response);
+            let message = answer.response["status"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("managed identity is not allowed here")
+                    && message.contains("akv-env.io/allow-managed-identity"),
+                "{message}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

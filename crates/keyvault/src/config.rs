@@ -1,7 +1,9 @@
 //! Explicit configuration: which identity to use and how to reach Key Vault.
 //!
-//! The binary reads the environment once and fills these structs; nothing below reads env vars
-//! itself (except what the SDK's managed-identity credential reads to find its endpoint).
+//! The binary reads its flags and the environment once and fills these structs; nothing below
+//! reads env vars itself (except what the SDK's managed-identity credential reads to find its
+//! endpoint). Settings that decide where the pod's token goes (the mode, the extra CA, fixed
+//! addresses, the authority) come from flags the webhook derived from the admitted pod spec.
 
 use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -17,7 +19,7 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
-    /// The spelling used by `AKV_ENV_AUTH`.
+    /// The spelling used by `--auth` and the pod annotation `akv-env.io/auth`.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::WorkloadIdentity => "workload-identity",
@@ -48,7 +50,8 @@ impl FromStr for AuthMode {
 /// Identity settings, as the azure-workload-identity webhook and Azure's SDKs name them.
 #[derive(Default)]
 pub struct AuthConfig {
-    /// `AKV_ENV_AUTH`: use exactly this mode instead of choosing.
+    /// `--auth`: use exactly this mode instead of choosing. Managed identity is never chosen
+    /// otherwise.
     pub forced: Option<AuthMode>,
     /// `AZURE_TENANT_ID`.
     pub tenant_id: Option<String>,
@@ -58,7 +61,8 @@ pub struct AuthConfig {
     pub federated_token_file: Option<PathBuf>,
     /// `AZURE_CLIENT_SECRET`. Wiped on drop.
     pub client_secret: Option<zeroize::Zeroizing<String>>,
-    /// `AZURE_AUTHORITY_HOST`, e.g. `https://login.microsoftonline.com`.
+    /// The authority, e.g. `https://login.microsoftonline.com`: `--authority-host`, or an Entra
+    /// host from `AZURE_AUTHORITY_HOST` (see [`akv_trust::authority::choose`]).
     pub authority_host: Option<String>,
 }
 
@@ -79,18 +83,18 @@ impl fmt::Debug for AuthConfig {
 }
 
 impl AuthConfig {
-    /// Picks the mode in DESIGN order (workload identity, client secret, managed identity) unless
-    /// one is forced, and checks that the settings it needs are present.
+    /// Picks the mode in DESIGN order (workload identity, then client secret) unless one is
+    /// forced, and checks that the settings it needs are present. Managed identity (on AKS the
+    /// node's identity, shared by every pod on the node) only when forced: with nothing
+    /// configured this fails closed, before any connection, saying how to give the pod an
+    /// identity.
     pub fn choose(&self) -> Result<AuthMode, ConfigError> {
-        let mode = self
-            .forced
-            .unwrap_or(if self.federated_token_file.is_some() {
-                AuthMode::WorkloadIdentity
-            } else if self.client_secret.is_some() {
-                AuthMode::ClientSecret
-            } else {
-                AuthMode::ManagedIdentity
-            });
+        let mode = match self.forced {
+            Some(mode) => mode,
+            None if self.federated_token_file.is_some() => AuthMode::WorkloadIdentity,
+            None if self.client_secret.is_some() => AuthMode::ClientSecret,
+            None => return Err(ConfigError::NoIdentity),
+        };
         let mut missing = Vec::new();
         match mode {
             AuthMode::WorkloadIdentity => {
@@ -138,9 +142,9 @@ impl AuthConfig {
 /// How HTTPS connections to Key Vault and Entra ID are made.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// `AKV_ENV_CA_FILE`: PEM file with extra trust anchors, added to the built-in roots.
+    /// `--ca-file`: PEM file with extra trust anchors, added to the built-in roots.
     pub ca_file: Option<PathBuf>,
-    /// `AKV_ENV_RESOLVE`: fixed host-to-address mappings that bypass DNS.
+    /// `--resolve`: fixed host-to-address mappings that bypass DNS (never Entra's or IMDS).
     pub resolve: Vec<(String, SocketAddr)>,
     /// Upper bound for establishing one TCP+TLS connection.
     pub connect_timeout: Duration,
@@ -156,64 +160,53 @@ impl Default for TransportConfig {
     }
 }
 
-/// Parses `AKV_ENV_RESOLVE`: `host=ip:port[,host2=ip:port]` (IPv6 as `[::1]:443`).
-/// Meant for private endpoints without DNS, and for tests.
+/// Parses `--resolve`: `host=ip:port[,host2=ip:port]` (IPv6 as `[::1]:443`), refusing Entra's
+/// hosts and IMDS ([`akv_trust::parse_resolve`]). For private endpoints without DNS, and tests.
 pub fn parse_resolve(text: &str) -> Result<Vec<(String, SocketAddr)>, ConfigError> {
-    let mut out = Vec::new();
-    for (i, entry) in text.split(',').enumerate() {
-        let entry = entry.trim();
-        if entry.is_empty() {
-            continue;
-        }
-        let bad = |why: &str| ConfigError::BadResolve {
-            entry: entry.to_owned(),
-            index: i + 1,
-            why: why.to_owned(),
-        };
-        let (host, addr) = entry
-            .split_once('=')
-            .ok_or_else(|| bad("expected host=ip:port"))?;
-        let host = host.trim();
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(bad("the host must be a DNS name"));
-        }
-        let addr: SocketAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| bad("the address must be ip:port, e.g. 10.0.0.4:443"))?;
-        out.push((host.to_ascii_lowercase(), addr));
-    }
-    Ok(out)
+    akv_trust::parse_resolve(text).map_err(ConfigError::BadResolve)
+}
+
+/// The authority to use: `--authority-host`, else `AZURE_AUTHORITY_HOST` if it names an
+/// Entra host ([`akv_trust::authority::choose`]).
+pub fn choose_authority(
+    flag: Option<&str>,
+    env: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    Ok(akv_trust::authority::choose(flag, env)?)
 }
 
 /// A setting that cannot work; names the variable and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "AKV_ENV_AUTH: unknown mode {0:?}; use workload-identity, client-secret or managed-identity"
-    )]
+    #[error("--auth: unknown mode {0:?}; use workload-identity, client-secret or managed-identity")]
     UnknownAuthMode(String),
+    #[error(
+        "no identity to read Key Vault with: neither AZURE_FEDERATED_TOKEN_FILE (workload \
+         identity) nor AZURE_CLIENT_SECRET (a service principal) is set, and managed identity was \
+         not chosen. Give the pod an identity: Microsoft Entra Workload ID (label the pod \
+         azure.workload.identity/use: \"true\" and run it as a service account annotated with \
+         azure.workload.identity/client-id), or set AZURE_CLIENT_ID, AZURE_TENANT_ID and \
+         AZURE_CLIENT_SECRET; the node's managed identity only with the pod annotation \
+         akv-env.io/auth: managed-identity, where an operator allows it"
+    )]
+    NoIdentity,
     #[error("{mode} authentication needs {}", missing.join(", "))]
     MissingAuthSetting {
         mode: AuthMode,
         missing: Vec<&'static str>,
     },
-    #[error("AKV_ENV_RESOLVE: entry {index} ({entry:?}): {why}")]
-    BadResolve {
-        entry: String,
-        index: usize,
-        why: String,
-    },
-    #[error("AKV_ENV_CA_FILE: cannot read {path}: {source}")]
+    #[error("--resolve: {0}")]
+    BadResolve(akv_trust::ResolveError),
+    #[error(transparent)]
+    Authority(#[from] akv_trust::AuthorityError),
+    #[error("--vault-host-suffix: {0}")]
+    VaultHosts(akv_trust::HostError),
+    #[error("--ca-file: cannot read {path}: {source}")]
     CaFileRead {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("AKV_ENV_CA_FILE: {path}: {why}")]
+    #[error("--ca-file: {path}: {why}")]
     CaFileContent { path: PathBuf, why: String },
     #[error("cannot build the HTTPS client: {0}")]
     Tls(String),
@@ -247,6 +240,7 @@ mod tests {
     fn chooses_in_design_order() {
         use AuthMode::*;
         // (case, config, expected mode or the missing settings)
+        // An empty list of missing settings stands for "no identity at all".
         type Case = (
             &'static str,
             AuthConfig,
@@ -254,13 +248,23 @@ mod tests {
         );
         let cases: Vec<Case> = vec![
             (
-                "nothing set: managed identity",
+                "nothing set: no identity, never managed identity",
                 cfg(None, false, false, false, false),
+                Err(vec![]),
+            ),
+            (
+                "a client id alone is no identity",
+                cfg(None, false, false, true, true),
+                Err(vec![]),
+            ),
+            (
+                "forced system-assigned managed identity",
+                cfg(Some(ManagedIdentity), false, false, false, false),
                 Ok(ManagedIdentity),
             ),
             (
-                "user-assigned managed identity",
-                cfg(None, false, false, true, false),
+                "forced user-assigned managed identity",
+                cfg(Some(ManagedIdentity), false, false, true, false),
                 Ok(ManagedIdentity),
             ),
             (
@@ -310,6 +314,7 @@ mod tests {
                 (Err(ConfigError::MissingAuthSetting { missing, .. }), Err(want)) => {
                     assert_eq!(missing, want, "{name}")
                 }
+                (Err(ConfigError::NoIdentity), Err(want)) if want.is_empty() => {}
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
         }
@@ -326,7 +331,7 @@ mod tests {
         }
         let err = "workload".parse::<AuthMode>().unwrap_err().to_string();
         assert!(
-            err.contains("AKV_ENV_AUTH") && err.contains("\"workload\""),
+            err.contains("--auth") && err.contains("\"workload\""),
             "{err}"
         );
     }
@@ -349,45 +354,29 @@ mod tests {
     }
 
     #[test]
-    fn parses_resolve_overrides() {
-        let ok: &[(&str, &[(&str, &str)])] = &[
-            ("", &[]),
-            (
-                "myvault.vault.azure.net=127.0.0.1:8443",
-                &[("myvault.vault.azure.net", "127.0.0.1:8443")],
-            ),
-            (
-                " A.vault.azure.net=10.0.0.4:443 , login.test=[::1]:9000,",
-                &[
-                    ("a.vault.azure.net", "10.0.0.4:443"),
-                    ("login.test", "[::1]:9000"),
-                ],
-            ),
-        ];
-        for (text, want) in ok {
-            let got = parse_resolve(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
-            let want: Vec<(String, SocketAddr)> = want
-                .iter()
-                .map(|(h, a)| (h.to_string(), a.parse().unwrap()))
-                .collect();
-            assert_eq!(got, want, "{text:?}");
+    fn the_missing_identity_message_says_how_to_give_one() {
+        let err = cfg(None, false, false, false, false)
+            .choose()
+            .unwrap_err()
+            .to_string();
+        for fragment in [
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_CLIENT_SECRET",
+            "azure.workload.identity/use",
+            "akv-env.io/auth: managed-identity",
+        ] {
+            assert!(err.contains(fragment), "{err} lacks {fragment}");
         }
-        let bad: &[(&str, &str)] = &[
-            (
-                "myvault.vault.azure.net",
-                "entry 1 (\"myvault.vault.azure.net\"): expected host=ip:port",
-            ),
-            (
-                "a=1.2.3.4:1,b=localhost:80",
-                "entry 2 (\"b=localhost:80\"): the address must be ip:port",
-            ),
-            ("a b=1.2.3.4:1", "the host must be a DNS name"),
-            ("a=1.2.3.4", "the address must be ip:port"),
-        ];
-        for (text, want) in bad {
-            let err = parse_resolve(text).unwrap_err().to_string();
-            assert!(err.starts_with("AKV_ENV_RESOLVE: "), "{text:?}: {err}");
-            assert!(err.contains(want), "{text:?}: {err} (want {want})");
-        }
+    }
+
+    #[test]
+    fn resolve_errors_name_the_flag() {
+        let err = parse_resolve("login.microsoftonline.com=127.0.0.1:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--resolve: entry 1") && err.contains("Entra"),
+            "{err}"
+        );
     }
 }

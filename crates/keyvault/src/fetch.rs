@@ -10,6 +10,7 @@ use crate::{
     version::{Meta, Tracked, TrackedKind, version_of},
 };
 use akv_placeholder::{ObjectKind, Reference, Vault};
+use akv_trust::VaultHosts;
 use azure_core::{
     cloud::{CloudConfiguration, CustomConfiguration},
     credentials::{Secret as SdkSecret, TokenCredential},
@@ -74,6 +75,7 @@ pub(crate) struct ObjectKey {
 /// Reads Key Vault objects as one identity.
 pub struct Resolver {
     pub(crate) credential: Arc<TrackedCredential>,
+    pub(crate) hosts: VaultHosts,
     pub(crate) transport: Transport,
     identity: String,
     mode: AuthMode,
@@ -98,9 +100,12 @@ pub(crate) fn client_options(transport: &Transport, authority_host: Option<&str>
 
 impl Resolver {
     /// Chooses the credential from `auth` and wires our HTTPS client into it and every client.
+    /// Only vaults `hosts` allows are contacted, and tokens are requested for their resources
+    /// only.
     pub fn new(
         auth: &AuthConfig,
         transport: &TransportConfig,
+        hosts: &VaultHosts,
         options: FetchOptions,
     ) -> Result<Self, ConfigError> {
         let mode = auth.choose()?;
@@ -148,7 +153,8 @@ impl Resolver {
             }
         };
         Ok(Resolver {
-            credential: Arc::new(TrackedCredential::new(credential)),
+            credential: Arc::new(TrackedCredential::new(credential, hosts.clone())),
+            hosts: hosts.clone(),
             transport,
             identity: auth.identity_label(mode),
             mode,
@@ -184,6 +190,8 @@ impl Resolver {
             .iter()
             .map(|r| {
                 let vault = r.vault.as_ref().or(default_vault)?;
+                // A vault the policy refuses is never contacted (reported below).
+                self.hosts.check(vault, r.kind).ok()?;
                 Some((
                     ObjectKey {
                         vault_url: vault.url(),
@@ -221,6 +229,8 @@ impl Resolver {
                     self.credential.clone() as Arc<dyn TokenCredential>,
                     Some(KeyClientOptions {
                         client_options: opts,
+                        // On by default in the SDK; stated so that no upgrade turns it off.
+                        verify_challenge_resource: Some(true),
                         ..Default::default()
                     }),
                 ) {
@@ -236,6 +246,8 @@ impl Resolver {
                     self.credential.clone() as Arc<dyn TokenCredential>,
                     Some(SecretClientOptions {
                         client_options: opts,
+                        // On by default in the SDK; stated so that no upgrade turns it off.
+                        verify_challenge_resource: Some(true),
                         ..Default::default()
                     }),
                 ) {
@@ -276,6 +288,24 @@ impl Resolver {
             .zip(keys)
             .map(|(r, key)| {
                 let object = describe(r);
+                if let Some(Err(cause)) = r
+                    .vault
+                    .as_ref()
+                    .or(default_vault)
+                    .map(|v| self.hosts.check(v, r.kind))
+                {
+                    return Err(ResolveError {
+                        object,
+                        vault: r
+                            .vault
+                            .as_ref()
+                            .or(default_vault)
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        kind: FailureKind::Rejected,
+                        cause: cause.to_string(),
+                    });
+                }
                 let Some((key, vault)) = key else {
                     return Err(ResolveError {
                         object,

@@ -17,7 +17,11 @@ mod secret;
 mod transport;
 mod version;
 
-pub use config::{AuthConfig, AuthMode, ConfigError, TransportConfig, parse_resolve};
+/// The vault host policy, re-exported so the injector needs no other crate for it.
+pub use akv_trust::VaultHosts;
+pub use config::{
+    AuthConfig, AuthMode, ConfigError, TransportConfig, choose_authority, parse_resolve,
+};
 pub use error::{FailureKind, ResolveError, cause_chain};
 pub use fetch::{FetchOptions, Resolver};
 pub use secret::Secret;

@@ -112,7 +112,7 @@ mod tests {
         };
         let err = http_client(&cfg).unwrap_err().to_string();
         assert!(
-            err.contains("AKV_ENV_CA_FILE") && err.contains("/nonexistent/ca.pem"),
+            err.contains("--ca-file") && err.contains("/nonexistent/ca.pem"),
             "{err}"
         );
     }

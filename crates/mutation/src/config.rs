@@ -46,6 +46,8 @@ pub struct Config {
     pub volume_size_limit: String,
     /// The name of the added init container.
     pub init_container_name: String,
+    /// Who may use managed identity, and which hosts are vaults.
+    pub trust: crate::TrustPolicy,
 }
 
 impl Config {
@@ -73,6 +75,7 @@ impl Config {
             volume_name: "akv-env".to_owned(),
             volume_size_limit: "16Mi".to_owned(),
             init_container_name: "akv-env-install".to_owned(),
+            trust: crate::TrustPolicy::default(),
         }
     }
 

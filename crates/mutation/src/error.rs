@@ -86,6 +86,38 @@ pub enum Problem {
         volume: String,
         path: String,
     },
+
+    #[error("{container}: env var {env}: {error}")]
+    VaultHost {
+        container: ContainerRef,
+        env: String,
+        error: String,
+    },
+
+    #[error("{container}: env var {env}: {error}")]
+    TrustSetting {
+        container: ContainerRef,
+        env: String,
+        error: String,
+    },
+
+    #[error(
+        "pod annotation `akv-env.io/auth`: unknown value {value:?}; use workload-identity, \
+         client-secret or managed-identity"
+    )]
+    BadAuthAnnotation { value: String },
+
+    #[error(
+        "pod annotation `akv-env.io/auth: managed-identity`: managed identity is not allowed \
+         here; on AKS it is the node's identity, shared by every pod on the node. Give the pod \
+         its own identity (Microsoft Entra Workload ID: label the pod \
+         azure.workload.identity/use: \"true\" and use a service account annotated with \
+         azure.workload.identity/client-id; or a service principal), or ask an operator to \
+         allow managed identity for this namespace (namespace annotation \
+         `akv-env.io/allow-managed-identity: \"true\"`) or the cluster (chart value \
+         identity.allowManagedIdentity)"
+    )]
+    ManagedIdentityNotAllowed,
 }
 
 /// Text from the pod quoted in a message, cut to its start when long: a hostile pod can carry a

@@ -32,6 +32,7 @@ mod error;
 mod patch;
 mod plan;
 mod termination;
+mod trust;
 
 pub use compose::{CAPTURE_PREFIX, FLAG_CAPTURE, FLAG_COMPOSE_ARG, FLAG_COMPOSE_ENV};
 pub use config::{
@@ -44,5 +45,10 @@ pub use error::{Denial, Problem};
 pub use patch::Mutation;
 pub use plan::{
     ContainerKind, ContainerRef, Entrypoints, ImageLookup, Plan, Skip, needs_namespace_vault, plan,
+    plan_in,
 };
 pub use termination::DEFAULT_TERMINATION_MESSAGE_PATH;
+pub use trust::{
+    ANNOTATION_ALLOW_MANAGED_IDENTITY, ANNOTATION_AUTH, LITERAL_FLAGS, NamespaceFacts, TrustPolicy,
+    asks_for_managed_identity,
+};

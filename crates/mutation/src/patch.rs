@@ -114,7 +114,10 @@ impl Plan<'_> {
                     image => image,
                 })
                 .collect();
-            let mut args = termination::injector_flags(target.termination_message_path.as_deref());
+            let mut args = target.injector_flags.clone();
+            args.extend(termination::injector_flags(
+                target.termination_message_path.as_deref(),
+            ));
             args.extend(composer.flags());
             if self.allow_placeholder_text {
                 args.push(FLAG_ALLOW_PLACEHOLDER_TEXT.to_owned());

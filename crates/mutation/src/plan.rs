@@ -16,6 +16,7 @@ use crate::config::{
 };
 use crate::entrypoint::ImageEntrypoint;
 use crate::error::{Denial, Problem};
+use crate::trust::{self, NamespaceFacts, TrustPolicy};
 
 /// Which list a container is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +89,8 @@ pub(crate) struct Target {
     /// The container's `terminationMessagePath` (the injector writes its failures there).
     pub(crate) termination_message_path: Option<String>,
     pub(crate) composer: Composer,
+    /// Flags before `--` in the wrapped `args` (identity and trust, see `trust`).
+    pub(crate) injector_flags: Vec<String>,
 }
 
 /// The first step's result: what will be done, pending image lookups.
@@ -115,6 +118,21 @@ pub fn plan<'c>(
     namespace_vault: Option<&str>,
     config: &'c Config,
 ) -> Result<Plan<'c>, Denial> {
+    let namespace = NamespaceFacts {
+        vault: namespace_vault.map(str::to_owned),
+        allow_managed_identity: false,
+    };
+    plan_in(pod, &namespace, config)
+}
+
+/// [`plan`] with everything the webhook knows of the namespace (its `akv-env.io/*`
+/// annotations: default vault, whether managed identity is allowed).
+pub fn plan_in<'c>(
+    pod: &Value,
+    namespace: &NamespaceFacts,
+    config: &'c Config,
+) -> Result<Plan<'c>, Denial> {
+    let namespace_vault = namespace.vault.as_deref();
     let metadata: ObjectMeta = match pod.get("metadata") {
         None | Some(Value::Null) => ObjectMeta::default(),
         Some(m) => {
@@ -190,6 +208,10 @@ pub fn plan<'c>(
         problems.push(Problem::BadVaultAnnotation { origin, error });
         None
     });
+    let auth_flag = trust::auth_flag(&annotations, namespace, &config.trust).unwrap_or_else(|p| {
+        problems.push(p);
+        None
+    });
 
     let no_init_containers = Vec::new();
     let lists = [
@@ -217,11 +239,21 @@ pub fn plan<'c>(
                 reference,
                 container,
                 raw,
-                default_vault.is_some(),
+                default_vault.as_ref(),
+                &config.trust,
                 &mut problems,
                 &mut plan.warnings,
             ) {
-                Some(target) => plan.targets.push(target),
+                Some(mut target) => {
+                    let own = std::mem::take(&mut target.injector_flags);
+                    target.injector_flags = auth_flag
+                        .iter()
+                        .cloned()
+                        .chain(own)
+                        .chain(trust::suffix_flags(&config.trust))
+                        .collect();
+                    plan.targets.push(target);
+                }
                 None => {
                     let secret_ref = container.env_from.iter().flatten();
                     if secret_ref.into_iter().any(|e| e.secret_ref.is_some()) {
@@ -371,19 +403,23 @@ fn examine(
     container: ContainerRef,
     typed: &Container,
     raw: Option<&Value>,
-    has_default_vault: bool,
+    default_vault: Option<&Vault>,
+    policy: &TrustPolicy,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) -> Option<Target> {
+    let has_default_vault = default_vault.is_some();
     let env = typed.env.as_deref().unwrap_or_default();
     let own_default = env.iter().find(|e| e.name == DEFAULT_VAULT_ENV);
-    if let Some(value) = own_default.and_then(|e| e.value.as_deref())
-        && let Err(e) = Vault::parse(value)
-    {
-        problems.push(Problem::BadDefaultVaultEnv {
-            container: container.clone(),
-            error: e.to_string(),
-        });
+    let mut own_default_vault = None;
+    if let Some(value) = own_default.and_then(|e| e.value.as_deref()) {
+        match Vault::parse(value) {
+            Ok(v) => own_default_vault = Some(v),
+            Err(e) => problems.push(Problem::BadDefaultVaultEnv {
+                container: container.clone(),
+                error: e.to_string(),
+            }),
+        }
     }
     let mut holds_placeholder = false;
     for var in env {
@@ -403,6 +439,17 @@ fn examine(
             Ok(None) => {}
             Ok(Some(reference)) => {
                 holds_placeholder = true;
+                let vault = reference
+                    .vault
+                    .as_ref()
+                    .or(own_default_vault.as_ref())
+                    .or(default_vault);
+                if let Some(vault) = vault
+                    && let Err(p) =
+                        trust::check_vault(policy, &container, &var.name, vault, reference.kind)
+                {
+                    problems.push(p);
+                }
                 if reference.vault.is_none() && !has_default_vault && own_default.is_none() {
                     problems.push(Problem::NoVault {
                         container: container.clone(),
@@ -434,6 +481,7 @@ fn examine(
     if !holds_placeholder && !reads_config_map {
         return None;
     }
+    let injector_flags = trust::container_flags(&container, env, problems, warnings);
     let has = |key: &str| raw.and_then(|r| r.get(key)).is_some();
     let raw_env = raw
         .and_then(|r| r.get("env"))
@@ -453,6 +501,7 @@ fn examine(
         sets_default_vault: own_default.is_some(),
         termination_message_path: typed.termination_message_path.clone(),
         composer: Composer::new(env, raw_env, env_from_config_map),
+        injector_flags,
         container,
     })
 }

@@ -660,6 +660,28 @@ fn webhook_arguments_follow_values() {
     assert!(args.contains(&"--image-lookup=false".to_owned()));
     assert!(args.contains(&"--injector-image=ghcr.io/akv-env/akv-env@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_owned()), "{args:?}");
     assert!(!args.iter().any(|a| a.starts_with("--default-vault")));
+    // Managed identity stays off and no vault suffix is added unless asked for.
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--allow-managed-identity")
+                || a.starts_with("--vault-host-suffix")),
+        "{args:?}"
+    );
+    let args = webhook_args(&render(&[
+        "identity.allowManagedIdentity=true",
+        "vaultHosts.extraSuffixes={vault.test,kv.example.org}",
+    ]));
+    for expected in [
+        "--allow-managed-identity=true",
+        "--vault-host-suffix=vault.test",
+        "--vault-host-suffix=kv.example.org",
+    ] {
+        assert!(
+            args.contains(&expected.to_owned()),
+            "missing {expected} in {args:?}"
+        );
+    }
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub const OTHER_SERVICE_ACCOUNT: &str = "other-team";
 pub const OTHER_CLIENT_ID: &str = "app-other-team";
 /// Where the node mounts the local vault's CA in every container.
 pub const CA_PATH_IN_CONTAINER: &str = "/etc/akv-e2e/vault-ca.pem";
+/// The local vault's address in the fixture (`AKV_ENV_RESOLVE`), replaced by the real one.
+pub const FIXTURE_VAULT_ADDR: &str = "127.0.0.1:8443";
 
 /// The fixture manifest: a ServiceAccount and a Deployment, as the team writes them.
 pub fn fixture_manifest() -> String {
@@ -232,16 +234,11 @@ impl Story {
 
         let ca_file = dir.path().join("vault-ca.pem");
         std::fs::write(&ca_file, vault.ca_pem()).map_err(io("writing the vault CA"))?;
-        let addr = vault.https_addr();
         let node = NodeEnvironment {
-            // The cluster's DNS and the public CA, for a vault that listens on a loopback port
-            // with its own CA; and the injector at its most verbose, for the leak checks.
+            // The CA file the pod's AKV_ENV_CA_FILE names (as a mounted volume would provide
+            // it), and the injector at its most verbose, for the leak checks. Where tokens go
+            // is in the pod spec (the fixture's literal values), never in the node's env.
             env: vec![
-                (
-                    "AKV_ENV_RESOLVE".into(),
-                    format!("{VAULT}.vault.azure.net={addr},login.microsoftonline.com={addr}"),
-                ),
-                ("AKV_ENV_CA_FILE".into(), CA_PATH_IN_CONTAINER.into()),
                 ("AKV_ENV_LOG".into(), "debug".into()),
                 ("AKV_ENV_TIMEOUT".into(), "30s".into()),
             ],
@@ -275,7 +272,9 @@ impl Story {
 
     /// The fixture manifest with the test registry's address.
     pub fn manifest(&self) -> String {
-        fixture_manifest().replace(FIXTURE_REGISTRY, &self.registry.host())
+        fixture_manifest()
+            .replace(FIXTURE_REGISTRY, &self.registry.host())
+            .replace(FIXTURE_VAULT_ADDR, &self.vault.https_addr().to_string())
     }
 
     /// (ServiceAccount, Deployment) from [`Self::manifest`].

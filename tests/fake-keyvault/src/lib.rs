@@ -82,6 +82,7 @@ pub(crate) struct Knobs {
     pub error_rate: f64,
     pub drop_rate: f64,
     pub token_service_up: bool,
+    pub challenge_resource: Option<String>,
 }
 
 /// State shared by every connection.
@@ -161,6 +162,7 @@ impl FakeKeyVault {
                 error_rate: opts.error_rate,
                 drop_rate: opts.drop_rate,
                 token_service_up: true,
+                challenge_resource: None,
             }),
             windows: Mutex::new(faults::Windows::default()),
             accesses: Mutex::new(Vec::new()),
@@ -217,6 +219,19 @@ impl FakeKeyVault {
     /// `https://login.microsoftonline.com`, without port, like [`Self::vault_url`].
     pub fn authority_host(&self) -> String {
         "https://login.microsoftonline.com".to_string()
+    }
+
+    /// `https://login.test`: an authority host that is not Entra's, for clients that must reach
+    /// the token service through a fixed-address map (which may never cover Entra's hosts).
+    pub fn test_authority_host(&self) -> String {
+        "https://login.test".to_string()
+    }
+
+    /// Makes every vault's 401 challenge name `resource` (e.g. `https://management.azure.com`)
+    /// instead of its own, as a vault asking for a token of another resource would; `None`
+    /// restores the real one.
+    pub fn set_challenge_resource(&self, resource: Option<&str>) {
+        lock(&self.shared.knobs).challenge_resource = resource.map(str::to_owned);
     }
 
     /// The tenant the token service answers for.

@@ -132,6 +132,24 @@ const CLOUDS: &[(&str, &str, &str)] = &[
         "https://vault.usgovcloudapi.net",
         "https://login.microsoftonline.us",
     ),
+    (
+        ".managedhsm.azure.net",
+        "https://managedhsm.azure.net",
+        "https://login.microsoftonline.com",
+    ),
+    (
+        ".managedhsm.azure.cn",
+        "https://managedhsm.azure.cn",
+        "https://login.chinacloudapi.cn",
+    ),
+    (
+        ".managedhsm.usgovcloudapi.net",
+        "https://managedhsm.usgovcloudapi.net",
+        "https://login.microsoftonline.us",
+    ),
+    // Not Azure's: a test rig's own vault domain, which an operator must allow explicitly
+    // (the webhook's --vault-host-suffix).
+    (".vault.test", "https://vault.test", "https://login.test"),
 ];
 
 /// For a vault host: (vault name, resource, authority).
@@ -239,6 +257,9 @@ async fn vault_request(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    // A vault (or an impostor) may name another resource in its challenge: the knob lets
+    // tests check that clients then send no token.
+    let resource = knobs.challenge_resource.as_deref().unwrap_or(resource);
     let challenge = format!(
         r#"Bearer authorization="{authority}/{}", resource="{resource}""#,
         shared.tenant

@@ -84,15 +84,32 @@ impl Vault {
         })
     }
 
-    /// `AKV_ENV_RESOLVE`: the vault and the authority mapped to the fake's port.
+    /// `--resolve`: the vault and the test authority (`login.test`) mapped to the fake's port.
     pub fn resolve_map(&self) -> String {
         let a = self.kv.https_addr();
-        format!("myvault.vault.azure.net={a},login.microsoftonline.com={a}")
+        format!("myvault.vault.azure.net={a},login.test={a}")
     }
 
-    /// `akv-env -- PROGRAM...` as a pod with `identity` would run it; the working directory is
-    /// the vault's temporary directory, `AKV_ENV_TIMEOUT` is `timeout`.
+    /// `akv-env FLAGS -- PROGRAM...` as a pod with `identity` would run it; the working
+    /// directory is the vault's temporary directory, `AKV_ENV_TIMEOUT` is `timeout`. The flags
+    /// are what the webhook derives from the pod spec: the fake's CA, [`Self::resolve_map`],
+    /// the test authority, and `--auth=managed-identity` for managed identity.
     pub fn command<I, S>(&self, identity: Identity, timeout: &str, program: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command_with_resolve(identity, timeout, &self.resolve_map(), program)
+    }
+
+    /// [`Self::command`] with another fixed-address map.
+    pub fn command_with_resolve<I, S>(
+        &self,
+        identity: Identity,
+        timeout: &str,
+        resolve: &str,
+        program: I,
+    ) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -101,11 +118,14 @@ impl Vault {
         c.env_clear()
             .current_dir(self.dir.path())
             .env("PATH", "/usr/bin:/bin")
-            .env("AKV_ENV_CA_FILE", &self.ca_file)
-            .env("AKV_ENV_RESOLVE", self.resolve_map())
             .env("AKV_ENV_DEFAULT_VAULT", "myvault")
             .env("AKV_ENV_TIMEOUT", timeout)
-            .env("AZURE_AUTHORITY_HOST", self.kv.authority_host())
+            .arg(format!("--ca-file={}", self.ca_file.display()))
+            .arg(format!("--resolve={resolve}"))
+            .arg(format!(
+                "--authority-host={}",
+                self.kv.test_authority_host()
+            ))
             .kill_on_drop(true);
         let tenant = self.kv.tenant().to_owned();
         match identity {
@@ -129,7 +149,8 @@ impl Vault {
                     format!("http://{}/msi/token", self.kv.http_addr()),
                 )
                 .env("IDENTITY_HEADER", self.kv.identity_header())
-                .env("AZURE_CLIENT_ID", "app-c");
+                .env("AZURE_CLIENT_ID", "app-c")
+                .arg("--auth=managed-identity");
             }
         }
         c.arg("--").args(program);

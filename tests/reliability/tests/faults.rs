@@ -152,15 +152,17 @@ async fn a_hanging_vault_fails_closed_by_the_deadline() {
 async fn a_vault_host_that_does_not_resolve_is_reported_unreachable() {
     let v = vault(Options::default()).await;
     let (program, marker) = marking_program(&v);
-    // `.invalid` never resolves (RFC 6761); AKV_ENV_RESOLVE maps only the authority.
-    let mut c = v.command(Identity::ClientSecret, "3s", &program);
-    c.env(
+    // `.invalid` never resolves (RFC 6761); --resolve maps only the authority, and the
+    // operator allowed the suffix (else the vault would be refused before any lookup).
+    let mut c = v.command_with_resolve(
+        Identity::ClientSecret,
+        "3s",
+        &format!("login.test={}", v.kv.https_addr()),
+        &program,
+    );
+    c.arg("--vault-host-suffix=vault.azure.invalid").env(
         "DB",
         "db-password@azurekeyvault?vault=https://nowhere.vault.azure.invalid",
-    )
-    .env(
-        "AKV_ENV_RESOLVE",
-        format!("login.microsoftonline.com={}", v.kv.https_addr()),
     );
     let out = tokio::time::timeout(Duration::from_secs(60), c.output())
         .await

@@ -152,7 +152,14 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
     for d in &dirs {
         std::fs::create_dir(d).unwrap();
     }
-    let mut c = v.command(path.identity, "2s", ["sh", "-c", PROGRAM]);
+    let resolve = match path.fault {
+        Fault::Unreachable => format!(
+            "myvault.vault.azure.net={closed},login.test={}",
+            v.kv.https_addr()
+        ),
+        _ => v.resolve_map(),
+    };
+    let mut c = v.command_with_resolve(path.identity, "2s", &resolve, ["sh", "-c", PROGRAM]);
     c.envs(path.vars.iter().copied())
         .env("AKV_ENV_LOG", level)
         .env("HOME", &dirs[0])
@@ -160,15 +167,6 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
         .current_dir(&dirs[2])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Fault::Unreachable = path.fault {
-        c.env(
-            "AKV_ENV_RESOLVE",
-            format!(
-                "myvault.vault.azure.net={closed},login.microsoftonline.com={}",
-                v.kv.https_addr()
-            ),
-        );
-    }
     let child = c.spawn().unwrap();
     let pid = child.id().unwrap();
     let mut wait = tokio::spawn(child.wait_with_output());
