@@ -278,6 +278,18 @@ impl Story {
     }
 
     /// (ServiceAccount, Deployment) from [`Self::manifest`].
+    /// The injector flags the webhook derives from the fixture's literal `AKV_ENV_CA_FILE`,
+    /// `AKV_ENV_RESOLVE` and `AZURE_AUTHORITY_HOST` values (issue 13: only the admitted spec says
+    /// where the pod's token goes), in the order the webhook writes them before `--`.
+    pub fn trust_flags(&self) -> Vec<String> {
+        let addr = self.vault.https_addr();
+        vec![
+            "--ca-file=/etc/akv-e2e/vault-ca.pem".to_owned(),
+            format!("--resolve=myvault.vault.azure.net={addr},login.test={addr}"),
+            "--authority-host=https://login.test".to_owned(),
+        ]
+    }
+
     pub fn manifest_objects(&self) -> Result<(Value, Value)> {
         parse_manifest(&self.manifest())
     }

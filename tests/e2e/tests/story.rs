@@ -55,10 +55,9 @@ async fn the_unmodified_program_gets_its_secrets_and_they_are_nowhere_else() {
     // The webhook wrapped the container around the image's own ENTRYPOINT + CMD.
     let web = &admitted["spec"]["containers"][0];
     assert_eq!(web["command"], json!(["/akv-env/bin/akv-env"]));
-    assert_eq!(
-        web["args"],
-        json!(["--", "/app/run.sh", "serve", "--port=8080"])
-    );
+    let mut wrapped = story.trust_flags();
+    wrapped.extend(["--", "/app/run.sh", "serve", "--port=8080"].map(String::from));
+    assert_eq!(web["args"], json!(wrapped));
     assert_eq!(
         admitted["spec"]["initContainers"][0]["image"],
         json!(story.injector_image)
@@ -224,16 +223,18 @@ async fn kubelet_references_in_args_still_expand_after_wrapping() {
         json!(["--level=$(LOG_LEVEL)", "$$(LOG_LEVEL)", "$(UNDEFINED)"]);
     let admission = story.admit(&sa, &deployment).await.unwrap();
     let admitted = admission.admitted.unwrap();
-    assert_eq!(
-        admitted["spec"]["containers"][0]["args"],
-        json!([
+    let mut wrapped = story.trust_flags();
+    wrapped.extend(
+        [
             "--",
             "/app/run.sh",
             "--level=$(LOG_LEVEL)",
             "$$(LOG_LEVEL)",
-            "$(UNDEFINED)"
-        ])
+            "$(UNDEFINED)",
+        ]
+        .map(String::from),
     );
+    assert_eq!(admitted["spec"]["containers"][0]["args"], json!(wrapped));
     let run = story.run(&admitted).unwrap();
     assert!(run.succeeded(), "{run}");
     let app = run.expect_container("web");

@@ -114,6 +114,23 @@ impl Vault {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.command_with_flags(identity, timeout, resolve, &[], program)
+    }
+
+    /// [`Self::command_with_resolve`] with more injector flags (before `--`), as the webhook
+    /// would write them into the wrapped container's `args`.
+    pub fn command_with_flags<I, S>(
+        &self,
+        identity: Identity,
+        timeout: &str,
+        resolve: &str,
+        flags: &[&str],
+        program: I,
+    ) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut c = Command::new(&self.injector);
         c.env_clear()
             .current_dir(self.dir.path())
@@ -153,7 +170,7 @@ impl Vault {
                 .arg("--auth=managed-identity");
             }
         }
-        c.arg("--").args(program);
+        c.args(flags).arg("--").args(program);
         c
     }
 

@@ -154,13 +154,14 @@ async fn a_vault_host_that_does_not_resolve_is_reported_unreachable() {
     let (program, marker) = marking_program(&v);
     // `.invalid` never resolves (RFC 6761); --resolve maps only the authority, and the
     // operator allowed the suffix (else the vault would be refused before any lookup).
-    let mut c = v.command_with_resolve(
+    let mut c = v.command_with_flags(
         Identity::ClientSecret,
         "3s",
         &format!("login.test={}", v.kv.https_addr()),
+        &["--vault-host-suffix=vault.azure.invalid"],
         &program,
     );
-    c.arg("--vault-host-suffix=vault.azure.invalid").env(
+    c.env(
         "DB",
         "db-password@azurekeyvault?vault=https://nowhere.vault.azure.invalid",
     );
