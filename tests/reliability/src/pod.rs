@@ -97,6 +97,21 @@ impl Vault {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.command_with_flags(identity, timeout, &[], program)
+    }
+
+    /// [`Vault::command`] with injector flags before `--` (as the webhook writes them).
+    pub fn command_with_flags<I, S>(
+        &self,
+        identity: Identity,
+        timeout: &str,
+        flags: &[&str],
+        program: I,
+    ) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut c = Command::new(&self.injector);
         c.env_clear()
             .current_dir(self.dir.path())
@@ -132,7 +147,7 @@ impl Vault {
                 .env("AZURE_CLIENT_ID", "app-c");
             }
         }
-        c.arg("--").args(program);
+        c.args(flags).arg("--").args(program);
         c
     }
 

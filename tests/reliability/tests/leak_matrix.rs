@@ -37,6 +37,8 @@ enum Fault {
 struct Route {
     name: &'static str,
     identity: Identity,
+    /// Injector flags before `--`, as the webhook writes them for `$(VAR)` composition.
+    flags: &'static [&'static str],
     vars: &'static [(&'static str, &'static str)],
     fault: Fault,
     code: i32,
@@ -48,6 +50,7 @@ struct Route {
 const ROUTES: &[Route] = &[
     Route {
         name: "success",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -60,6 +63,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "not found",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -71,6 +75,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "forbidden",
+        flags: &[],
         identity: Identity::Reader,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -82,6 +87,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "throttled until the deadline",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[("P", "leak-plain@azurekeyvault")],
         fault: Fault::Throttled,
@@ -90,6 +96,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "unreachable",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[("P", "leak-plain@azurekeyvault")],
         fault: Fault::Unreachable,
@@ -98,6 +105,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "key= on a non-JSON value",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -109,6 +117,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "bad base64",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -120,6 +129,7 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "parse error",
+        flags: &[],
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -129,6 +139,35 @@ const ROUTES: &[Route] = &[
         code: 1,
         says: "X: bad placeholder",
     },
+    Route {
+        name: "composed value",
+        flags: &["--compose-env=U", "--capture=AKV_ENV_REF_P"],
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("J", "leak-json@azurekeyvault?key=user"),
+            ("B", "leak-b64@azurekeyvault?encoding=base64"),
+            ("AKV_ENV_REF_P", "leak-plain@azurekeyvault"),
+            ("U", "postgres://u:$(AKV_ENV_REF_P)@db"),
+        ],
+        fault: Fault::None,
+        code: 0,
+        says: "",
+    },
+    Route {
+        name: "composed value, then raw placeholder text left elsewhere",
+        flags: &["--compose-env=U", "--capture=AKV_ENV_REF_P"],
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("AKV_ENV_REF_P", "leak-plain@azurekeyvault"),
+            ("U", "postgres://u:$(AKV_ENV_REF_P)@db"),
+            ("X", "x:leak-json@azurekeyvault@db"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "env var X still holds Key Vault placeholder text after resolution",
+    },
 ];
 
 fn sha(s: &str) -> String {
@@ -136,7 +175,8 @@ fn sha(s: &str) -> String {
 }
 
 /// The program proves it got the values by printing only their hashes.
-const PROGRAM: &str = r#"for v in "$P" "$J" "$B"; do printf '%s' "$v" | sha256sum; done"#;
+const PROGRAM: &str =
+    r#"for v in "$P" "$J" "$B" "$U" "$AKV_ENV_REF_P"; do printf '%s' "$v" | sha256sum; done"#;
 
 struct Run {
     code: Option<i32>,
@@ -152,7 +192,7 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
     for d in &dirs {
         std::fs::create_dir(d).unwrap();
     }
-    let mut c = v.command(path.identity, "2s", ["sh", "-c", PROGRAM]);
+    let mut c = v.command_with_flags(path.identity, "2s", path.flags, ["sh", "-c", PROGRAM]);
     c.envs(path.vars.iter().copied())
         .env("AKV_ENV_LOG", level)
         .env("HOME", &dirs[0])
@@ -263,6 +303,17 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
                     .all(|s| out.contains(&sha(s)))
                 {
                     problems.push(format!("{case}: the values did not arrive: {out}"));
+                }
+                // The composed value arrived whole, and the capture was removed.
+                let composed = path.vars.iter().any(|(n, _)| *n == "U");
+                if composed
+                    && !(out.contains(&sha(&format!("postgres://u:{PLAIN}@db")))
+                        && out.contains(&sha("")))
+                {
+                    problems.push(format!("{case}: the composed value did not arrive: {out}"));
+                }
+                if out.contains(&sha("leak-plain@azurekeyvault")) {
+                    problems.push(format!("{case}: the program saw a raw placeholder: {out}"));
                 }
                 if level == "trace" && !err.contains("TRACE") {
                     problems.push(format!("{case}: trace logging was not on: {err}"));
