@@ -62,8 +62,26 @@ pub enum PlanError {
         env: String,
         what: String,
     },
-    #[error("container {container}: envFrom is not supported by the kubelet stand-in")]
-    EnvFrom { container: String },
+    #[error("container {container}: envFrom {what} is not supported by the kubelet stand-in")]
+    UnsupportedEnvFrom { container: String, what: String },
+    /// The kubelet's `CreateContainerConfigError` for a missing, non-optional ConfigMap.
+    #[error("container {container}: configmap \"{name}\" not found in namespace {namespace}")]
+    ConfigMapNotFound {
+        container: String,
+        namespace: String,
+        name: String,
+    },
+    /// The kubelet's error for a missing, non-optional `configMapKeyRef` key.
+    #[error(
+        "container {container}: env var {env}: couldn't find key {key} in ConfigMap {namespace}/{name}"
+    )]
+    ConfigMapKeyNotFound {
+        container: String,
+        env: String,
+        key: String,
+        namespace: String,
+        name: String,
+    },
     #[error(
         "container {container}: volume mount {mount:?} names volume {volume:?}, which the pod does not define"
     )]
@@ -152,15 +170,97 @@ pub fn effective_args(command: &[String], args: &[String], image: &ImageConfig) 
     argv
 }
 
-/// Kubelet's container environment: each literal value expanded with the variables defined
-/// before it; `valueFrom.fieldRef` for the pod's own fields.
-pub fn kubelet_env(pod: &Pod, container: &Container) -> Result<Vec<(String, String)>, PlanError> {
-    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        return Err(PlanError::EnvFrom {
-            container: container.name.clone(),
-        });
+/// The cluster's ConfigMaps as the kubelet's ConfigMap manager reads them from the API server:
+/// `data` by (namespace, name). `binaryData` never reaches env, so it is not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigMaps(BTreeMap<(String, String), BTreeMap<String, String>>);
+
+impl ConfigMaps {
+    /// Creates or replaces a ConfigMap (an edit after admission, as `kubectl apply` would).
+    pub fn insert(&mut self, namespace: &str, name: &str, data: BTreeMap<String, String>) {
+        self.0.insert((namespace.to_owned(), name.to_owned()), data);
     }
+
+    /// Adds every `kind: ConfigMap` of a multi-document manifest (namespace `default` when the
+    /// object names none); other kinds are skipped. Returns how many were added.
+    pub fn add_manifest(&mut self, yaml: &str) -> Result<usize, String> {
+        use serde::Deserialize as _;
+        let mut added = 0;
+        for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+            let value = serde_json::Value::deserialize(doc)
+                .map_err(|e| format!("manifest document {i}: {e}"))?;
+            if value["kind"] != "ConfigMap" {
+                continue;
+            }
+            let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(value)
+                .map_err(|e| format!("manifest document {i}: not a valid ConfigMap: {e}"))?;
+            let name = cm
+                .metadata
+                .name
+                .ok_or_else(|| format!("manifest document {i}: ConfigMap without a name"))?;
+            let namespace = cm.metadata.namespace.unwrap_or_else(|| "default".into());
+            self.insert(&namespace, &name, cm.data.unwrap_or_default());
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.0.get(&(namespace.to_owned(), name.to_owned()))
+    }
+}
+
+/// The kubelet's `IsEnvVarName` check on `envFrom` keys (with their prefix): a key that fails it
+/// is skipped (the kubelet records an `InvalidEnvironmentVariableNames` event), not an error.
+fn is_env_var_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b"-._".contains(&b))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+/// Kubelet's container environment (`makeEnvironmentVariables`): first every `envFrom`
+/// ConfigMap's keys in order (later sources and `env` override earlier ones), then `env`, where
+/// each literal value is expanded with everything defined before it; `valueFrom.fieldRef` for
+/// the pod's own fields and `valueFrom.configMapKeyRef`. A missing ConfigMap or key fails the
+/// container unless marked `optional`. Secrets are not supported (the stand-in has none).
+pub fn kubelet_env(
+    pod: &Pod,
+    container: &Container,
+    config_maps: &ConfigMaps,
+) -> Result<Vec<(String, String)>, PlanError> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let not_found = |name: &str| PlanError::ConfigMapNotFound {
+        container: container.name.clone(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
     let mut vars: Vec<(String, String)> = Vec::new();
+    for source in container.env_from.iter().flatten() {
+        if source.secret_ref.is_some() {
+            return Err(PlanError::UnsupportedEnvFrom {
+                container: container.name.clone(),
+                what: "secretRef".into(),
+            });
+        }
+        let Some(cm) = &source.config_map_ref else {
+            continue;
+        };
+        let Some(data) = config_maps.get(namespace, &cm.name) else {
+            if cm.optional == Some(true) {
+                continue;
+            }
+            return Err(not_found(&cm.name));
+        };
+        let prefix = source.prefix.as_deref().unwrap_or_default();
+        for (key, value) in data {
+            let name = format!("{prefix}{key}");
+            if is_env_var_name(&name) {
+                vars.push((name, value.clone()));
+            }
+        }
+    }
     for var in container.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
             (_, Some(from)) => {
@@ -169,12 +269,35 @@ pub fn kubelet_env(pod: &Pod, container: &Container) -> Result<Vec<(String, Stri
                     env: var.name.clone(),
                     what: what.to_string(),
                 };
-                let field = from
-                    .field_ref
-                    .as_ref()
-                    .ok_or_else(|| unsupported("valueFrom other than fieldRef"))?;
-                field_value(pod, &field.field_path)
-                    .ok_or_else(|| unsupported(&format!("fieldRef {}", field.field_path)))?
+                if let Some(field) = &from.field_ref {
+                    field_value(pod, &field.field_path)
+                        .ok_or_else(|| unsupported(&format!("fieldRef {}", field.field_path)))?
+                } else if let Some(key_ref) = &from.config_map_key_ref {
+                    let optional = key_ref.optional == Some(true);
+                    let Some(data) = config_maps.get(namespace, &key_ref.name) else {
+                        if optional {
+                            continue;
+                        }
+                        return Err(not_found(&key_ref.name));
+                    };
+                    match data.get(&key_ref.key) {
+                        Some(value) => value.clone(),
+                        None if optional => continue,
+                        None => {
+                            return Err(PlanError::ConfigMapKeyNotFound {
+                                container: container.name.clone(),
+                                env: var.name.clone(),
+                                key: key_ref.key.clone(),
+                                namespace: namespace.to_owned(),
+                                name: key_ref.name.clone(),
+                            });
+                        }
+                    }
+                } else {
+                    return Err(unsupported(
+                        "valueFrom other than fieldRef and configMapKeyRef",
+                    ));
+                }
             }
             (Some(value), None) => expand(value, lookup_in(&vars)),
             (None, None) => String::new(),
@@ -227,19 +350,34 @@ pub fn merge_env(layers: &[&[String]]) -> Vec<String> {
     out
 }
 
-/// Plans one container of `pod`. `volumes` maps the pod's volume names to host directories;
-/// `extra_env` and `extra_mounts` are what the node adds (see `runner::NodeEnvironment`).
+/// What the kubelet uses besides the pod and the image.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    /// The pod's volume names -> host directories.
+    pub volumes: &'a BTreeMap<String, PathBuf>,
+    /// The cluster's ConfigMaps, for `envFrom` and `configMapKeyRef`.
+    pub config_maps: &'a ConfigMaps,
+    /// What the node adds to every container (see `runner::NodeEnvironment`).
+    pub extra_env: &'a [(String, String)],
+    pub extra_mounts: &'a [Mount],
+}
+
+/// Plans one container of `pod`.
 pub fn plan_container(
     pod: &Pod,
     container: &Container,
     image: &ImageConfig,
     accounts: &ImageAccounts,
-    volumes: &BTreeMap<String, PathBuf>,
-    extra_env: &[(String, String)],
-    extra_mounts: &[Mount],
+    node: &NodeView<'_>,
 ) -> Result<ContainerPlan, PlanError> {
+    let NodeView {
+        volumes,
+        config_maps,
+        extra_env,
+        extra_mounts,
+    } = *node;
     let name = || container.name.clone();
-    let kube_env = kubelet_env(pod, container)?;
+    let kube_env = kubelet_env(pod, container, config_maps)?;
     let lookup = lookup_in(&kube_env);
     let command: Vec<String> = container
         .command
@@ -591,6 +729,17 @@ mod tests {
         }
     }
 
+    fn empty_node() -> NodeView<'static> {
+        static VOLUMES: BTreeMap<String, PathBuf> = BTreeMap::new();
+        static CONFIG_MAPS: ConfigMaps = ConfigMaps(BTreeMap::new());
+        NodeView {
+            volumes: &VOLUMES,
+            config_maps: &CONFIG_MAPS,
+            extra_env: &[],
+            extra_mounts: &[],
+        }
+    }
+
     fn pod(yaml: &str) -> Pod {
         serde_yaml::from_str(yaml).expect("test pod parses")
     }
@@ -639,9 +788,12 @@ spec:
             container,
             &image,
             &ImageAccounts::default(),
-            &volumes,
-            &extra_env,
-            &[],
+            &NodeView {
+                volumes: &volumes,
+                config_maps: &ConfigMaps::default(),
+                extra_env: &extra_env,
+                extra_mounts: &[],
+            },
         )
         .unwrap();
         assert_eq!(
@@ -705,9 +857,7 @@ spec:
             container,
             &image,
             &ImageAccounts::default(),
-            &BTreeMap::new(),
-            &[],
-            &[],
+            &empty_node(),
         )
         .unwrap();
         assert_eq!(plan.args, s(&["/bin/app"]));
@@ -747,7 +897,19 @@ spec:
                 "secretKeyRef",
                 "metadata: { name: p }\nspec: { containers: [ { name: c4, image: i, command: [x], env: [ { name: S, valueFrom: { secretKeyRef: { name: s, key: k } } } ] } ] }",
                 ImageConfig::default(),
-                "container c4: env var S: valueFrom other than fieldRef",
+                "container c4: env var S: valueFrom other than fieldRef and configMapKeyRef",
+            ),
+            (
+                "envFrom secretRef",
+                "metadata: { name: p }\nspec: { containers: [ { name: c5, image: i, command: [x], envFrom: [ { secretRef: { name: s } } ] } ] }",
+                ImageConfig::default(),
+                "container c5: envFrom secretRef is not supported",
+            ),
+            (
+                "missing ConfigMap",
+                "metadata: { name: p, namespace: shop }\nspec: { containers: [ { name: c6, image: i, command: [x], envFrom: [ { configMapRef: { name: nope } } ] } ] }",
+                ImageConfig::default(),
+                "container c6: configmap \"nope\" not found in namespace shop",
             ),
         ];
         for (case, yaml, image, expected) in rows {
@@ -758,13 +920,118 @@ spec:
                 container,
                 image,
                 &ImageAccounts::default(),
-                &BTreeMap::new(),
-                &[],
-                &[],
+                &empty_node(),
             )
             .unwrap_err()
             .to_string();
             assert!(err.contains(expected), "case {case:?}: {err}");
         }
+    }
+
+    #[test]
+    fn config_maps_reach_env_as_the_kubelet_reads_them() {
+        let mut cms = ConfigMaps::default();
+        let added = cms
+            .add_manifest(
+                r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: app, namespace: shop }
+data: { HOST: db, PORT: "5432", 1BAD: skipped, URL: "$(HOST)" }
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: web, namespace: shop }
+---
+kind: ConfigMap
+metadata: { name: other, namespace: shop }
+data: { HOST: replica }
+---
+kind: ConfigMap
+metadata: { name: app }
+data: { HOST: default-namespace }
+"#,
+            )
+            .unwrap();
+        assert_eq!(added, 3);
+        let env = |yaml: &str| {
+            let pod = pod(&format!(
+                "metadata: {{ name: p, namespace: shop }}\nspec: {{ containers: [ {yaml} ] }}"
+            ));
+            kubelet_env(&pod, &pod.spec.as_ref().unwrap().containers[0], &cms)
+                .map(|vars| {
+                    vars.iter()
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        };
+        let ok = |v: &[&str]| Ok(s(v));
+        // (case, container, expected env or error part)
+        type Row = (&'static str, &'static str, Result<Vec<String>, String>);
+        let rows: &[Row] = &[
+            (
+                "envFrom: every valid key in order, values not expanded",
+                "{ name: c, envFrom: [ { configMapRef: { name: app } } ] }",
+                ok(&["HOST=db", "PORT=5432", "URL=$(HOST)"]),
+            ),
+            (
+                "prefix; a later source overrides an earlier one (last definition)",
+                "{ name: c, envFrom: [ { configMapRef: { name: app }, prefix: A_ }, { configMapRef: { name: app } }, { configMapRef: { name: other } } ] }",
+                ok(&[
+                    "A_1BAD=skipped",
+                    "A_HOST=db",
+                    "A_PORT=5432",
+                    "A_URL=$(HOST)",
+                    "HOST=db",
+                    "PORT=5432",
+                    "URL=$(HOST)",
+                    "HOST=replica",
+                ]),
+            ),
+            (
+                "env sees envFrom and earlier env; configMapKeyRef",
+                "{ name: c, envFrom: [ { configMapRef: { name: app } } ], env: [ { name: DSN, value: \"$(HOST):$(PORT)/$(K)\" }, { name: K, valueFrom: { configMapKeyRef: { name: other, key: HOST } } }, { name: AFTER, value: \"$(K)\" } ] }",
+                ok(&[
+                    "HOST=db",
+                    "PORT=5432",
+                    "URL=$(HOST)",
+                    "DSN=db:5432/$(K)",
+                    "K=replica",
+                    "AFTER=replica",
+                ]),
+            ),
+            (
+                "optional: a missing ConfigMap or key is skipped",
+                "{ name: c, envFrom: [ { configMapRef: { name: nope, optional: true } } ], env: [ { name: A, valueFrom: { configMapKeyRef: { name: nope, key: k, optional: true } } }, { name: B, valueFrom: { configMapKeyRef: { name: app, key: nope, optional: true } } } ] }",
+                ok(&[]),
+            ),
+            (
+                "a missing key",
+                "{ name: c, env: [ { name: A, valueFrom: { configMapKeyRef: { name: app, key: nope } } } ] }",
+                Err("container c: env var A: couldn't find key nope in ConfigMap shop/app".into()),
+            ),
+            (
+                "configMapKeyRef alone",
+                "{ name: c, env: [ { name: A, valueFrom: { configMapKeyRef: { name: other, key: HOST } } } ] }",
+                ok(&["A=replica"]),
+            ),
+        ];
+        for (case, container, expected) in rows {
+            assert_eq!(&env(container), expected, "case {case:?}");
+        }
+        let elsewhere = pod(
+            "metadata: { name: p, namespace: team }\nspec: { containers: [ { name: c, envFrom: [ { configMapRef: { name: other } } ] } ] }",
+        );
+        assert_eq!(
+            kubelet_env(
+                &elsewhere,
+                &elsewhere.spec.as_ref().unwrap().containers[0],
+                &cms
+            )
+            .unwrap_err()
+            .to_string(),
+            "container c: configmap \"other\" not found in namespace team"
+        );
     }
 }

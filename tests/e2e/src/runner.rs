@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, io};
 use crate::image::{ImageStore, read_config, require_tools, run, unpack};
-use crate::process::{ImageAccounts, Mount, plan_container};
+use crate::process::{ConfigMaps, ImageAccounts, Mount, NodeView, plan_container};
 use crate::spec::runtime_spec;
 
 /// What the node (not the pod spec) gives every container: the cluster's DNS and trust stand-ins,
@@ -113,6 +113,9 @@ pub struct PodRunner {
     node: NodeEnvironment,
     template: Value,
     runc_root: PathBuf,
+    /// The cluster's ConfigMaps, read at each container start like the kubelet reads them (so an
+    /// edit between two runs of a pod is what a restarted container sees).
+    pub config_maps: ConfigMaps,
     /// Containers still running after this are killed (a hung program must not hang the suite).
     pub container_deadline: Duration,
 }
@@ -144,6 +147,7 @@ impl PodRunner {
             node,
             template,
             runc_root,
+            config_maps: ConfigMaps::default(),
             container_deadline: Duration::from_secs(120),
         })
     }
@@ -368,9 +372,12 @@ impl PodRunner {
             container,
             &config,
             &accounts,
-            volumes,
-            &self.node.env,
-            &extra_mounts,
+            &NodeView {
+                volumes,
+                config_maps: &self.config_maps,
+                extra_env: &self.node.env,
+                extra_mounts: &extra_mounts,
+            },
         )?;
         let spec = runtime_spec(&self.template, &plan);
         let config_path = bundle.join("config.json");

@@ -37,6 +37,10 @@ enum Fault {
 struct Route {
     name: &'static str,
     identity: Identity,
+    /// Injector flags before `--`, as the webhook writes them for `$(VAR)` composition.
+    flags: &'static [&'static str],
+    /// An argument after the program's own (`$1`, index 4 of the argv), as stored in the spec.
+    argument: Option<&'static str>,
     vars: &'static [(&'static str, &'static str)],
     fault: Fault,
     code: i32,
@@ -48,6 +52,8 @@ struct Route {
 const ROUTES: &[Route] = &[
     Route {
         name: "success",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -60,6 +66,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "not found",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -71,6 +79,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "forbidden",
+        flags: &[],
+        argument: None,
         identity: Identity::Reader,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -82,6 +92,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "throttled until the deadline",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[("P", "leak-plain@azurekeyvault")],
         fault: Fault::Throttled,
@@ -90,6 +102,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "unreachable",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[("P", "leak-plain@azurekeyvault")],
         fault: Fault::Unreachable,
@@ -98,6 +112,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "key= on a non-JSON value",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -109,6 +125,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "bad base64",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -120,6 +138,8 @@ const ROUTES: &[Route] = &[
     },
     Route {
         name: "parse error",
+        flags: &[],
+        argument: None,
         identity: Identity::ClientSecret,
         vars: &[
             ("P", "leak-plain@azurekeyvault"),
@@ -129,14 +149,77 @@ const ROUTES: &[Route] = &[
         code: 1,
         says: "X: bad placeholder",
     },
+    Route {
+        name: "composed value",
+        flags: &["--compose-env=U", "--capture=AKV_ENV_REF_P"],
+        argument: None,
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("J", "leak-json@azurekeyvault?key=user"),
+            ("B", "leak-b64@azurekeyvault?encoding=base64"),
+            ("AKV_ENV_REF_P", "leak-plain@azurekeyvault"),
+            ("U", "postgres://u:$(AKV_ENV_REF_P)@db"),
+        ],
+        fault: Fault::None,
+        code: 0,
+        says: "",
+    },
+    Route {
+        name: "composed argument",
+        flags: &["--compose-arg=4", "--capture=AKV_ENV_REF_P"],
+        argument: Some("--password=$(AKV_ENV_REF_P)"),
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("J", "leak-json@azurekeyvault?key=user"),
+            ("B", "leak-b64@azurekeyvault?encoding=base64"),
+            ("AKV_ENV_REF_P", "leak-plain@azurekeyvault"),
+        ],
+        fault: Fault::None,
+        code: 0,
+        says: "",
+    },
+    Route {
+        name: "composed argument, vault refuses",
+        flags: &["--compose-arg=4", "--capture=AKV_ENV_REF_P"],
+        argument: Some("--password=$(AKV_ENV_REF_P)"),
+        identity: Identity::Reader,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("AKV_ENV_REF_P", "leak-json@azurekeyvault?key=user"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "AKV_ENV_REF_P: secret leak-json in vault myvault: forbidden",
+    },
+    Route {
+        name: "composed value, then raw placeholder text left elsewhere",
+        flags: &["--compose-env=U", "--capture=AKV_ENV_REF_P"],
+        argument: None,
+        identity: Identity::ClientSecret,
+        vars: &[
+            ("P", "leak-plain@azurekeyvault"),
+            ("AKV_ENV_REF_P", "leak-plain@azurekeyvault"),
+            ("U", "postgres://u:$(AKV_ENV_REF_P)@db"),
+            ("X", "x:leak-json@azurekeyvault@db"),
+        ],
+        fault: Fault::None,
+        code: 1,
+        says: "env var X still holds Key Vault placeholder text after resolution",
+    },
 ];
 
 fn sha(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// The program proves it got the values by printing only their hashes.
-const PROGRAM: &str = r#"for v in "$P" "$J" "$B"; do printf '%s' "$v" | sha256sum; done"#;
+/// The program proves it got the values by printing only their hashes (a removed capture and a
+/// missing argument as distinct words).
+const PROGRAM: &str = r#"for v in "$P" "$J" "$B" "$U" "${AKV_ENV_REF_P-capture-removed}" "${1-no-argument}"; do printf '%s' "$v" | sha256sum; done"#;
+
+/// The index of [`Route::argument`] in the program's argv: `sh -c PROGRAM sh ARGUMENT`.
+const ARGUMENT_INDEX: usize = 4;
 
 struct Run {
     code: Option<i32>,
@@ -159,7 +242,11 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
         ),
         _ => v.resolve_map(),
     };
-    let mut c = v.command_with_resolve(path.identity, "2s", &resolve, ["sh", "-c", PROGRAM]);
+    let mut program = vec!["sh", "-c", PROGRAM];
+    if let Some(argument) = path.argument {
+        program.extend(["sh", argument]);
+    }
+    let mut c = v.command_with_flags(path.identity, "2s", &resolve, path.flags, program);
     c.envs(path.vars.iter().copied())
         .env("AKV_ENV_LOG", level)
         .env("HOME", &dirs[0])
@@ -262,6 +349,22 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
                 {
                     problems.push(format!("{case}: the values did not arrive: {out}"));
                 }
+                // The composed value or argument arrived whole, and the capture was removed.
+                let composed = path.vars.iter().any(|(n, _)| *n == "U");
+                if composed && !out.contains(&sha(&format!("postgres://u:{PLAIN}@db"))) {
+                    problems.push(format!("{case}: the composed value did not arrive: {out}"));
+                }
+                if path.argument.is_some() && !out.contains(&sha(&format!("--password={PLAIN}"))) {
+                    problems.push(format!(
+                        "{case}: the composed argument did not arrive: {out}"
+                    ));
+                }
+                if !path.flags.is_empty() && !out.contains(&sha("capture-removed")) {
+                    problems.push(format!("{case}: the capture reached the program: {out}"));
+                }
+                if out.contains(&sha("leak-plain@azurekeyvault")) {
+                    problems.push(format!("{case}: the program saw a raw placeholder: {out}"));
+                }
                 if level == "trace" && !err.contains("TRACE") {
                     problems.push(format!("{case}: trace logging was not on: {err}"));
                 }
@@ -271,8 +374,28 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
             }
             let mut places: Vec<(String, &[u8])> =
                 vec![("stdout".into(), &r.stdout), ("stderr".into(), &r.stderr)];
+            // Before exec the argv is the injector's, as stored in the spec: no value at all.
+            // After exec it is the program's, where a composed argument is delivered by design
+            // (and checked above): every other word is scanned.
+            let program_argv: Vec<Vec<u8>> = r
+                .cmdlines
+                .iter()
+                .filter(|c| !c.starts_with(v.injector.as_os_str().as_encoded_bytes()))
+                .map(|c| {
+                    c.split(|&b| b == 0)
+                        .enumerate()
+                        .filter(|(i, _)| !(path.argument.is_some() && *i == ARGUMENT_INDEX))
+                        .flat_map(|(_, word)| word.iter().copied().chain([0]))
+                        .collect()
+                })
+                .collect();
             for (i, c) in r.cmdlines.iter().enumerate() {
-                places.push((format!("/proc/PID/cmdline sample {i}"), c));
+                if c.starts_with(v.injector.as_os_str().as_encoded_bytes()) {
+                    places.push((format!("/proc/PID/cmdline sample {i} (injector)"), c));
+                }
+            }
+            for (i, c) in program_argv.iter().enumerate() {
+                places.push((format!("program argv sample {i}"), c));
             }
             for (f, bytes) in &r.files {
                 places.push((format!("file {}", f.display()), bytes));
