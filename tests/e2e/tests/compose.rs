@@ -36,6 +36,22 @@ fn assert_saw(app: &ContainerRun, run: &PodRun, labels: &[&str], expected: &[Str
 /// Replaces the Deployment's first container's env with `env`, showing `show` (hashed).
 fn set_env<'a>(deployment: &'a mut Value, mut env: Vec<Value>, show: &str) -> &'a mut Value {
     let web = &mut deployment["spec"]["template"]["spec"]["containers"][0];
+    // The fixture's literal trust settings stay: only the admitted spec says where the token
+    // goes (the webhook turns them into the injector's flags).
+    let trust = ["AKV_ENV_RESOLVE", "AKV_ENV_CA_FILE", "AZURE_AUTHORITY_HOST"];
+    let defines = |env: &[Value], name: &str| env.iter().any(|e| e["name"] == name);
+    let kept: Vec<Value> = web["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["name"]
+                .as_str()
+                .is_some_and(|name| trust.contains(&name) && !defines(&env, name))
+        })
+        .cloned()
+        .collect();
+    env.splice(0..0, kept);
     env.push(json!({"name": "HASH_VALUES", "value": "1"}));
     env.push(json!({"name": "SHOW_VARS", "value": show}));
     web["env"] = Value::Array(env);
@@ -111,9 +127,9 @@ async fn composed_urls_args_and_escapes_reach_the_program_exactly() {
     let c = &admitted["spec"]["containers"][0];
     // What a user reads in the admitted spec: readable templates, no value.
     assert_eq!(c["command"], json!(["/akv-env/bin/akv-env"]));
-    assert_eq!(
-        c["args"],
-        json!([
+    let mut wrapped = story.trust_flags();
+    wrapped.extend(
+        [
             "--compose-env=DATABASE_URL",
             "--compose-arg=1",
             "--capture=AKV_ENV_REF_DB_PASSWORD",
@@ -123,8 +139,10 @@ async fn composed_urls_args_and_escapes_reach_the_program_exactly() {
             "--password=$$(AKV_ENV_REF_DB_PASSWORD)",
             "$$(DB_PASSWORD)",
             "$(LOG_LEVEL)",
-        ])
+        ]
+        .map(String::from),
     );
+    assert_eq!(c["args"], json!(wrapped));
 
     let run = story.run(&admitted).unwrap();
     assert!(run.succeeded(), "{run}");
