@@ -185,6 +185,50 @@ async fn a_missing_secret_fails_the_container_and_the_program_never_runs() {
         .count();
     assert_eq!(failures, 1, "one line per failing variable: {run}");
     assert!(!app.stderr.contains(&story.values.db_password), "{run}");
+    // `kubectl describe pod` shows the same line: the kubelet stand-in read the file it
+    // bind-mounted at /dev/termination-log, as `lastState.terminated.message`.
+    assert_eq!(app.termination_message, format!("{line}\n"), "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_reach_a_termination_message_path_the_pod_chose() {
+    let mut story = Story::start().await.unwrap();
+    let (sa, mut deployment) = story.manifest_objects().unwrap();
+    add_env(
+        &mut deployment,
+        "FEATURE_FLAG",
+        "no-such-secret@azurekeyvault",
+    );
+    add_env(&mut deployment, "OTHER_FLAG", "also-missing@azurekeyvault");
+    let container = &mut deployment["spec"]["template"]["spec"]["containers"][0];
+    container["terminationMessagePath"] = json!("/tmp/akv-env-why");
+    container["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    let admission = story.admit(&sa, &deployment).await.unwrap();
+    let admitted = admission.admitted.as_ref().unwrap();
+    let web = &admitted["spec"]["containers"][0];
+    // The user's choices are kept; the injector is told where to write.
+    assert_eq!(web["terminationMessagePath"], "/tmp/akv-env-why");
+    assert_eq!(web["terminationMessagePolicy"], "FallbackToLogsOnError");
+    assert_eq!(
+        web["args"][0],
+        "--termination-message-path=/tmp/akv-env-why"
+    );
+    assert_eq!(web["args"][1], "--");
+    let run = story.run(admitted).unwrap();
+    let app = program_never_ran(&run);
+    let message: Vec<&str> = app.termination_message.lines().collect();
+    assert_eq!(message.len(), 2, "{run}");
+    for (line, (var, object)) in message.iter().zip([
+        ("FEATURE_FLAG", "no-such-secret"),
+        ("OTHER_FLAG", "also-missing"),
+    ]) {
+        assert!(
+            line.starts_with(&format!("akv-env: {var}:")) && line.contains(object),
+            "{line}"
+        );
+        assert!(app.stderr.contains(line), "the same line on stderr: {run}");
+    }
+    assert!(!app.termination_message.contains(&story.values.db_password));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

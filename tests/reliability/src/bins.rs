@@ -17,10 +17,35 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// `cargo`, without the calling test crate's own `CARGO_PKG_*` / `CARGO_MANIFEST_*` variables
+/// (set by cargo test and nextest): build scripts that watch them (ring's does) would otherwise
+/// rebuild the binary and half its dependencies whenever another test crate asked last, as
+/// scripts/build-static.sh also avoids.
+fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        let per_crate = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CFG_"]
+            .iter()
+            .any(|prefix| text.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_BIN_NAME",
+                "OUT_DIR",
+            ]
+            .contains(&text.as_ref());
+        if per_crate {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
+
 fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let command = format!("cargo build -p {package} --bin {bin}");
-    let out = Command::new(cargo)
+    let out = cargo_command()
         .current_dir(workspace_root())
         .args(["build", "--quiet", "-p", package, "--bin", bin])
         .output()
