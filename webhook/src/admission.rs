@@ -238,8 +238,9 @@ impl Admitter {
                 Ok(false) => {
                     self.metrics.error("namespace_not_enabled");
                     return Decision::Deny(format!(
-                        "akv-env: namespace {namespace} is not labelled \
-                         azure-key-vault-env-injection=enabled, so its images are not looked up"
+                        "akv-env: namespace {namespace} is not selected by the webhook's \
+                         namespace selector ({}), so its images are not looked up",
+                        self.namespaces.selector()
                     ));
                 }
                 Err(e) => {

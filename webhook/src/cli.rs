@@ -350,6 +350,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub namespace_cache_ttl: Duration,
 
+    /// The namespace selector the chart gives the API server (`webhook.namespaceSelector`), as
+    /// JSON. The webhook checks it itself before reading any Secret, since `/mutate` answers
+    /// whoever reaches it.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_SELECTOR", default_value = crate::selector::DEFAULT_NAMESPACE_SELECTOR, value_parser = crate::selector::NamespaceSelector::parse)]
+    pub namespace_selector: crate::selector::NamespaceSelector,
+
     /// Largest accepted review body in bytes (larger: 413).
     #[arg(long, env = "AKV_ENV_WEBHOOK_BODY_LIMIT", default_value_t = 3 * 1024 * 1024)]
     pub body_limit: usize,
@@ -541,6 +547,11 @@ pub struct InjectArgs {
     )]
     pub enabled_namespace: Vec<String>,
 
+    /// With --check: the chart's `webhook.namespaceSelector` (JSON), applied to Namespace
+    /// documents in the input.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_SELECTOR", default_value = crate::selector::DEFAULT_NAMESPACE_SELECTOR, value_parser = crate::selector::NamespaceSelector::parse)]
+    pub namespace_selector: crate::selector::NamespaceSelector,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 
@@ -564,6 +575,7 @@ impl InjectArgs {
             injector_path: self.config().injector_path(),
             enabled_namespaces: (!self.enabled_namespace.is_empty())
                 .then(|| self.enabled_namespace.clone()),
+            namespace_selector: self.namespace_selector.clone(),
         }
     }
 }

@@ -4,13 +4,14 @@
 //! byte for byte (comments and formatting kept); changed documents are re-serialised with
 //! their keys in the original order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use akv_mutation::{ANNOTATION_INJECT, ANNOTATION_STATUS, Config, Entrypoints, Skip, plan};
 use serde_json::Value;
 
 use crate::lookup::{EntrypointSource, LookupRequest};
+use crate::selector::NamespaceSelector;
 
 /// The result of a successful run.
 #[derive(Debug)]
@@ -235,11 +236,6 @@ impl Context<'_> {
     }
 }
 
-/// The namespace label the webhook's `namespaceSelector` matches.
-pub const NAMESPACE_LABEL: &str = "azure-key-vault-env-injection";
-/// Its value that puts a namespace in scope.
-pub const NAMESPACE_LABEL_ENABLED: &str = "enabled";
-
 /// What `inject --check` knows about the cluster.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -247,13 +243,15 @@ pub struct CheckOptions {
     pub injector_path: String,
     /// `--enabled-namespace`: the namespaces labelled in the cluster, when known.
     pub enabled_namespaces: Option<Vec<String>>,
+    /// The chart's `webhook.namespaceSelector`, applied to Namespace documents in the input.
+    pub namespace_selector: NamespaceSelector,
 }
 
 /// Why the webhook would not wrap a container that holds a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unwrapped {
-    /// A `Namespace` document in the input lacks the label.
-    NamespaceNotLabelled(String),
+    /// A `Namespace` document in the input is not selected by the namespace selector.
+    NamespaceNotLabelled { namespace: String, selector: String },
     /// `--enabled-namespace` was given and does not list the namespace.
     NamespaceNotListed(String),
     /// `akv-env.io/inject: "false"`.
@@ -267,10 +265,12 @@ pub enum Unwrapped {
 impl fmt::Display for Unwrapped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unwrapped::NamespaceNotLabelled(ns) => write!(
+            Unwrapped::NamespaceNotLabelled {
+                namespace,
+                selector,
+            } => write!(
                 f,
-                "its Namespace document {ns:?} is not labelled \
-                 {NAMESPACE_LABEL}={NAMESPACE_LABEL_ENABLED}"
+                "its Namespace document {namespace:?} is not selected by {selector}"
             ),
             Unwrapped::NamespaceNotListed(ns) => {
                 write!(f, "namespace {ns:?} is not in --enabled-namespace")
@@ -373,12 +373,19 @@ pub fn check(input: &str, options: &CheckOptions) -> CheckReport {
                 continue;
             }
             if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
-                let labelled = object
+                let mut labels: BTreeMap<String, String> = object
                     .pointer("/metadata/labels")
-                    .and_then(|l| l.get(NAMESPACE_LABEL))
-                    .and_then(Value::as_str)
-                    == Some(NAMESPACE_LABEL_ENABLED);
-                namespaces.insert(name.to_owned(), labelled);
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect();
+                // The API server sets this label on every namespace.
+                labels
+                    .entry("kubernetes.io/metadata.name".to_owned())
+                    .or_insert_with(|| name.to_owned());
+                let selected = options.namespace_selector.matches(&labels);
+                namespaces.insert(name.to_owned(), selected);
             }
         }
     }
@@ -528,7 +535,10 @@ fn check_object(
             .and_then(Value::as_str)
     };
     let pod_reason = match scope(namespace, namespaces, options.enabled_namespaces.as_deref()) {
-        Scope::NotLabelled => Some(Unwrapped::NamespaceNotLabelled(namespace.to_owned())),
+        Scope::NotLabelled => Some(Unwrapped::NamespaceNotLabelled {
+            namespace: namespace.to_owned(),
+            selector: options.namespace_selector.to_string(),
+        }),
         Scope::NotListed => Some(Unwrapped::NamespaceNotListed(namespace.to_owned())),
         Scope::Enabled | Scope::Assumed => {
             if annotation(ANNOTATION_INJECT).is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))

@@ -13,5 +13,6 @@ pub mod lookup;
 pub mod metrics;
 pub mod migrate;
 pub mod namespaces;
+pub mod selector;
 pub mod server;
 pub mod tls;

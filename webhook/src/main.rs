@@ -89,7 +89,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let namespaces: Arc<dyn NamespaceSource> = match kube {
-        Some(client) => Arc::new(KubeNamespaces::new(client, args.namespace_cache_ttl)),
+        Some(client) => Arc::new(KubeNamespaces::new(
+            client,
+            args.namespace_cache_ttl,
+            args.namespace_selector.clone(),
+        )),
         None => Arc::new(NoNamespaces),
     };
     let admitter = Arc::new(Admitter {

@@ -11,6 +11,8 @@ use akv_mutation::ANNOTATION_VAULT;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 
+use crate::selector::NamespaceSelector;
+
 /// The annotation's value (`None`: not set), or why it could not be read.
 pub type VaultFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>>;
@@ -18,19 +20,21 @@ pub type VaultFuture<'a> =
 /// Whether the namespace carries the opt-in label, or why it could not be read.
 pub type EnabledFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
 
-/// The label that opts a namespace in (the API server's `namespaceSelector` uses it too).
-pub const ENABLED_LABEL: &str = "azure-key-vault-env-injection";
-
 /// Where namespace annotations come from: the API server, or nowhere (no cluster).
 pub trait NamespaceSource: Send + Sync {
     fn vault_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a>;
 
-    /// Whether the namespace is labelled `azure-key-vault-env-injection=enabled`. Checked before
+    /// Whether the namespace is selected by the webhook's namespace selector. Checked before
     /// any Secret or ServiceAccount is read, because `/mutate` answers whoever reaches it and a
     /// forged review can name any namespace. Sources without a cluster say yes: with no API
     /// access there is nothing to read.
     fn enabled<'a>(&'a self, _namespace: &'a str) -> EnabledFuture<'a> {
         Box::pin(async { Ok(true) })
+    }
+
+    /// The selector [`Self::enabled`] applies, in kubectl's syntax, for messages.
+    fn selector(&self) -> String {
+        NamespaceSelector::default().to_string()
     }
 
     /// Whether the namespace is annotated `akv-env.io/allow-managed-identity: "true"`, letting
@@ -78,6 +82,7 @@ impl NamespaceSource for FixedNamespaces {
 pub struct KubeNamespaces {
     api: Api<Namespace>,
     ttl: Duration,
+    selector: NamespaceSelector,
     cache: Mutex<HashMap<String, (Instant, Facts)>>,
 }
 
@@ -90,10 +95,11 @@ struct Facts {
 }
 
 impl KubeNamespaces {
-    pub fn new(client: kube::Client, ttl: Duration) -> Self {
+    pub fn new(client: kube::Client, ttl: Duration, selector: NamespaceSelector) -> Self {
         KubeNamespaces {
             api: Api::all(client),
             ttl,
+            selector,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -114,12 +120,9 @@ impl KubeNamespaces {
             .await
             .map_err(|e| format!("cannot read namespace {namespace}: {e}"))?;
         let facts = Facts {
-            enabled: ns
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(ENABLED_LABEL))
-                .is_some_and(|v| v == "enabled"),
+            enabled: self
+                .selector
+                .matches(ns.metadata.labels.as_ref().unwrap_or(&Default::default())),
             allow_managed_identity: ns
                 .metadata
                 .annotations
@@ -147,6 +150,10 @@ impl NamespaceSource for KubeNamespaces {
 
     fn enabled<'a>(&'a self, namespace: &'a str) -> EnabledFuture<'a> {
         Box::pin(async move { self.facts(namespace).await.map(|f| f.enabled) })
+    }
+
+    fn selector(&self) -> String {
+        self.selector.to_string()
     }
 
     fn allows_managed_identity<'a>(&'a self, namespace: &'a str) -> EnabledFuture<'a> {

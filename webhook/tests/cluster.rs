@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use akv_env_webhook::lookup::Registries;
 use akv_env_webhook::namespaces::KubeNamespaces;
+use akv_env_webhook::selector::NamespaceSelector;
 use akv_registry::{ImageResolver, RegistryOptions};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -127,7 +128,11 @@ async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
     });
     let running = start(Options {
         entrypoints: Arc::new(Registries::new(resolver, Some(client.clone()))),
-        namespaces: Arc::new(KubeNamespaces::new(client, Duration::from_secs(60))),
+        namespaces: Arc::new(KubeNamespaces::new(
+            client,
+            Duration::from_secs(60),
+            NamespaceSelector::default(),
+        )),
         ..Options::default()
     })
     .await;
@@ -199,7 +204,11 @@ async fn forged_reviews_read_no_secret() {
     });
     let running = start(Options {
         entrypoints: Arc::new(Registries::new(resolver, Some(client.clone()))),
-        namespaces: Arc::new(KubeNamespaces::new(client, Duration::from_secs(60))),
+        namespaces: Arc::new(KubeNamespaces::new(
+            client,
+            Duration::from_secs(60),
+            NamespaceSelector::default(),
+        )),
         ..Options::default()
     })
     .await;
@@ -222,7 +231,10 @@ async fn forged_reviews_read_no_secret() {
         assert_eq!(response["allowed"], false, "{response}");
         let message = response["status"]["message"].as_str().unwrap();
         assert!(
-            message.contains("namespace payments is not labelled"),
+            message.contains(
+                "namespace payments is not selected by the webhook's namespace selector \
+                 (azure-key-vault-env-injection=enabled)"
+            ),
             "{message}"
         );
         assert!(!message.contains(secret), "{message}");

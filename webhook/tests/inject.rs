@@ -297,11 +297,36 @@ fn check_lists_containers_that_would_start_unwrapped() {
             vec![
                 "document 2 Deployment/web (namespace shop): container \"web\" would start with \
                  unwrapped placeholders in DB_PASSWORD, API_KEY: its Namespace document \"shop\" \
-                 is not labelled azure-key-vault-env-injection=enabled",
+                 is not selected by azure-key-vault-env-injection=enabled",
                 "akv-env check: FAILED: 1 pod template(s), 1 container(s) with placeholders, 1 \
                  would start with unwrapped placeholders",
             ],
             vec!["PORT", "apiVersion"],
+        ),
+        (
+            "the chart's migration selector: akv2k8s' label no longer enables",
+            namespace("shop", true) + &deployment("shop", "", APP),
+            vec![
+                "--namespace-selector",
+                r#"{"matchLabels":{"akv-env.io/injection":"enabled"}}"#,
+            ],
+            2,
+            vec![
+                "its Namespace document \"shop\" is not selected by akv-env.io/injection=enabled",
+            ],
+            vec![],
+        ),
+        (
+            "the chart's migration selector on a namespace with the new label",
+            namespace("shop", false).replace("team: shop", "akv-env.io/injection: enabled")
+                + &deployment("shop", "", APP),
+            vec![
+                "--namespace-selector",
+                r#"{"matchLabels":{"akv-env.io/injection":"enabled"}}"#,
+            ],
+            0,
+            vec!["akv-env check: ok: 1 pod template(s), 1 container(s) with placeholders"],
+            vec!["would start"],
         ),
         (
             "labelled Namespace document",
@@ -350,10 +375,10 @@ fn check_lists_containers_that_would_start_unwrapped() {
             vec![
                 "document 2 Deployment/web (namespace shop): init container \"migrate\" would \
                  start with unwrapped placeholders in DB_PASSWORD: its Namespace document \
-                 \"shop\" is not labelled azure-key-vault-env-injection=enabled",
+                 \"shop\" is not selected by azure-key-vault-env-injection=enabled",
                 "document 2 Deployment/web (namespace shop): init container \"proxy\" (sidecar) \
                  would start with unwrapped placeholders in TOKEN: its Namespace document \
-                 \"shop\" is not labelled azure-key-vault-env-injection=enabled",
+                 \"shop\" is not selected by azure-key-vault-env-injection=enabled",
                 "akv-env check: FAILED: 1 pod template(s), 3 container(s) with placeholders, 2 \
                  would start with unwrapped placeholders",
             ],
@@ -397,7 +422,7 @@ fn check_lists_containers_that_would_start_unwrapped() {
             namespace("shop", false) + &deployment("shop", "", APP),
             vec!["--enabled-namespace", "shop"],
             2,
-            vec!["is not labelled azure-key-vault-env-injection=enabled"],
+            vec!["is not selected by azure-key-vault-env-injection=enabled"],
             vec![],
         ),
         (
@@ -411,7 +436,7 @@ fn check_lists_containers_that_would_start_unwrapped() {
             2,
             vec![
                 "document 1 Pod/p (namespace default): container \"a\" would start with \
-                 unwrapped placeholders in X: its Namespace document \"default\" is not labelled",
+                 unwrapped placeholders in X: its Namespace document \"default\" is not selected by",
             ],
             vec![],
         ),
@@ -433,7 +458,7 @@ fn check_lists_containers_that_would_start_unwrapped() {
             vec![
                 "document 3 Deployment/web (namespace shop): container \"web\" would start with \
                  unwrapped placeholders in APP_DB_PASSWORD (from ConfigMap cfg), PW (from \
-                 ConfigMap cfg): its Namespace document \"shop\" is not labelled",
+                 ConfigMap cfg): its Namespace document \"shop\" is not selected by",
             ],
             vec!["OTHER", "APP_PORT"],
         ),

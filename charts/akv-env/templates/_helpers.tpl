@@ -115,3 +115,17 @@ object.spec.containers + (has(object.spec.initContainers) ? object.spec.initCont
 {{- end }}
 {{- join "," $pairs | default "(see webhook.namespaceSelector)" }}
 {{- end }}
+
+{{/* The namespace selector, as JSON: webhook.namespaceSelector plus the namespaces never sent
+     (the release's own, whose pods must start without the webhook, and the excluded ones).
+     The API server gets it in the MutatingWebhookConfiguration and the webhook the very same
+     as --namespace-selector, so both agree on which namespaces are enabled. */}}
+{{- define "akv-env.namespaceSelector" -}}
+{{- $selector := deepCopy (.Values.webhook.namespaceSelector | default dict) }}
+{{- $excluded := dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" (prepend (.Values.webhook.excludedNamespaces | default list) .Release.Namespace | uniq) }}
+{{- $_ := set $selector "matchExpressions" (append ($selector.matchExpressions | default list) $excluded) }}
+{{- if not $selector.matchLabels }}
+{{- $_ := unset $selector "matchLabels" }}
+{{- end }}
+{{- toJson $selector }}
+{{- end }}

@@ -456,6 +456,7 @@ fn namespace_selector_wants_the_label_and_excludes_own_and_system_namespaces() {
     ] {
         let docs = render(sets);
         let selector = &webhook(&docs)["namespaceSelector"];
+        webhook_gets_the_same_selector(&docs);
         assert_eq!(
             selector["matchLabels"],
             serde_json::json!({"azure-key-vault-env-injection": "enabled"})
@@ -482,6 +483,33 @@ fn namespace_selector_wants_the_label_and_excludes_own_and_system_namespaces() {
         hook["namespaceSelector"]["matchLabels"],
         serde_json::json!({"akv-env.io/injection": "enabled"})
     );
+    // The webhook's own check (before any Secret read) selects what the API server selects.
+    let selector = webhook_gets_the_same_selector(&docs);
+    let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let name = "kubernetes.io/metadata.name";
+    assert!(selector.matches(&labels(&[
+        ("akv-env.io/injection", "enabled"),
+        (name, "shop")
+    ])));
+    for not_selected in [
+        labels(&[
+            ("azure-key-vault-env-injection", "enabled"),
+            (name, "legacy"),
+        ]),
+        labels(&[
+            ("akv-env.io/injection", "enabled"),
+            ("azure-key-vault-env-injection", "enabled"),
+            (name, "both"),
+        ]),
+        labels(&[("akv-env.io/injection", "enabled"), (name, NAMESPACE)]),
+    ] {
+        assert!(!selector.matches(&not_selected), "{not_selected:?}");
+    }
     let expressions = hook["namespaceSelector"]["matchExpressions"]
         .as_array()
         .unwrap();
@@ -495,6 +523,19 @@ fn namespace_selector_wants_the_label_and_excludes_own_and_system_namespaces() {
         hook["objectSelector"],
         serde_json::json!({"matchLabels": {"app": "web"}})
     );
+}
+
+/// The webhook's `--namespace-selector` is the MutatingWebhookConfiguration's selector, and the
+/// webhook's own parser accepts it.
+fn webhook_gets_the_same_selector(docs: &[Json]) -> akv_env_webhook::selector::NamespaceSelector {
+    let args = webhook_args(docs);
+    let flag = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--namespace-selector="))
+        .unwrap_or_else(|| panic!("no --namespace-selector in {args:?}"));
+    let rendered: Json = serde_json::from_str(flag).unwrap();
+    assert_eq!(rendered, webhook(docs)["namespaceSelector"]);
+    akv_env_webhook::selector::NamespaceSelector::parse(flag).unwrap()
 }
 
 /// (resource, verbs) granted by the ClusterRole, sorted.
