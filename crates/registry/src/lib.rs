@@ -10,6 +10,7 @@
 mod acr;
 mod cache;
 mod credentials;
+mod distribution;
 mod egress;
 mod error;
 pub mod platform;
@@ -19,9 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oci_client::manifest::OciManifest;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_spec::distribution::Reference;
 use rustls_pki_types::CertificateDer;
 use sha2::Digest as _;
 use zeroize::Zeroizing;
@@ -31,21 +30,20 @@ pub use credentials::{
     Credential, CredentialsError, DOCKERCFG_KEY, DOCKERCONFIGJSON_KEY, DockerConfig,
     matching_credentials,
 };
-pub use egress::{CaPemError, pem_certificates};
+pub use egress::{CaPemError, Refused, internal_kind, pem_certificates};
 pub use error::LookupError;
 pub use platform::{Platform, PlatformParseError};
 
 use cache::BoundedCache;
-use egress::trust_roots;
+use distribution::{Auth, Manifest, Repository};
+use egress::Egress;
 use error::{Failure, error_chain, short};
 
 /// Image configs are a few KiB; refuse anything absurd before downloading it.
 const MAX_CONFIG_BYTES: i64 = 4 << 20;
 /// ACR refresh tokens live about three hours; renew well before.
 const ACR_REFRESH_TTL: Duration = Duration::from_secs(30 * 60);
-/// Registry clients hold bearer tokens and connections; renew them now and then.
-const CLIENT_TTL: Duration = Duration::from_secs(60 * 60);
-const CLIENT_CAPACITY: usize = 256;
+const ACR_TOKEN_CAPACITY: usize = 256;
 
 /// What the image config says to run, and which manifest it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +73,13 @@ pub struct RegistryOptions {
     /// with [`pem_certificates`]. The system CA store is never used, so the webhook needs no
     /// CA bundle in its image.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Let lookups reach loopback, link-local and other internal addresses (see
+    /// [`internal_kind`]); off, only the `insecure_registries` are reached there, as named.
+    /// Tests and registries on the node need it; the cloud metadata service is among them.
+    pub allow_internal_addresses: bool,
+    /// HTTP(S) proxy for registry requests. Proxy variables of the environment are not used.
+    /// Behind a proxy, names are resolved by the proxy: only literal addresses are checked.
+    pub proxy: Option<String>,
 }
 
 impl Default for RegistryOptions {
@@ -86,6 +91,8 @@ impl Default for RegistryOptions {
             insecure_registries: Vec::new(),
             acr: None,
             extra_roots: Vec::new(),
+            allow_internal_addresses: false,
+            proxy: None,
         }
     }
 }
@@ -115,14 +122,11 @@ type AnswerKey = (String, Platform, [u8; 32]);
 
 struct Inner {
     opts: RegistryOptions,
-    /// webpki roots plus `opts.extra_roots`, given to each client as its only roots.
-    roots: Vec<oci_client::client::Certificate>,
+    /// The HTTP clients, or why they could not be built (reported by each lookup).
+    egress: Result<Egress, String>,
     answers: Mutex<BoundedCache<AnswerKey, ImageEntrypoint>>,
     /// (registry/repository, manifest digest) -> entrypoint: content-addressed, never stale.
     by_digest: Mutex<BoundedCache<(String, String), ImageEntrypoint>>,
-    /// One client per (registry, credential): an oci-client `Client` keeps the first
-    /// credentials it sees for a registry.
-    clients: Mutex<BoundedCache<(String, [u8; 32]), Client>>,
     acr_tokens: Mutex<BoundedCache<String, Arc<Zeroizing<String>>>>,
     /// Parsed references by the text the pod spec holds.
     references: Mutex<BoundedCache<String, Arc<Reference>>>,
@@ -143,19 +147,21 @@ enum Attempt<'a> {
 }
 
 impl ImageResolver {
-    /// Installs rustls' ring provider as the process default if none is installed yet (the
-    /// registry client's TLS needs one).
     pub fn new(opts: RegistryOptions) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let capacity = opts.cache_capacity;
+        let egress = Egress::new(
+            &opts.extra_roots,
+            opts.allow_internal_addresses,
+            &opts.insecure_registries,
+            opts.proxy.as_deref(),
+        );
         ImageResolver {
             inner: Arc::new(Inner {
-                roots: trust_roots(&opts.extra_roots),
+                egress,
                 opts,
                 answers: Mutex::new(BoundedCache::new(capacity)),
                 by_digest: Mutex::new(BoundedCache::new(capacity)),
-                clients: Mutex::new(BoundedCache::new(CLIENT_CAPACITY)),
-                acr_tokens: Mutex::new(BoundedCache::new(CLIENT_CAPACITY)),
+                acr_tokens: Mutex::new(BoundedCache::new(ACR_TOKEN_CAPACITY)),
                 in_flight: Mutex::new(HashMap::new()),
                 references: Mutex::new(BoundedCache::new(capacity)),
                 lookups: AtomicU64::new(0),
@@ -304,19 +310,19 @@ impl ImageResolver {
         }
 
         for attempt in &attempts {
-            let auth = match attempt {
-                Attempt::Anonymous => RegistryAuth::Anonymous,
-                Attempt::Secret(c) if c.is_anonymous() => RegistryAuth::Anonymous,
-                Attempt::Secret(c) => {
-                    RegistryAuth::Basic(c.username().to_string(), c.password().to_string())
+            let acr_token = match attempt {
+                Attempt::Acr => Some(self.acr_refresh_token(&registry, image).await?),
+                _ => None,
+            };
+            let auth = match (attempt, &acr_token) {
+                (Attempt::Secret(c), _) if !c.is_anonymous() => {
+                    Auth::Basic(c.username(), c.password())
                 }
-                Attempt::Acr => {
-                    let token = self.acr_refresh_token(&registry, image).await?;
-                    RegistryAuth::Basic(ACR_USERNAME.to_string(), token.as_str().to_string())
-                }
+                (Attempt::Acr, Some(token)) => Auth::Basic(ACR_USERNAME, token.as_str()),
+                _ => Auth::Anonymous,
             };
             tracing::debug!(image, %platform, registry, attempt = attempt.describe(), "reading image config");
-            match self.fetch_with(reference, &registry, platform, &auth).await {
+            match self.fetch_with(reference, &registry, platform, auth).await {
                 Ok(answer) => return Ok(answer),
                 Err(FetchError::Failure(Failure::Unauthorized)) => {
                     tracing::debug!(
@@ -344,22 +350,33 @@ impl ImageResolver {
         reference: &Reference,
         registry: &str,
         platform: &Platform,
-        auth: &RegistryAuth,
+        auth: Auth<'_>,
     ) -> Result<ImageEntrypoint, FetchError> {
-        let client = self.client_for(registry, auth)?;
-        let (manifest, digest) = client.pull_manifest(reference, auth).await?;
-        let (manifest, digest) = match manifest {
-            OciManifest::Image(manifest) => (manifest, digest),
-            OciManifest::ImageIndex(index) => {
-                let offered: Vec<Option<Platform>> = index
-                    .manifests
+        let egress =
+            self.inner.egress.as_ref().map_err(|e| {
+                FetchError::Failure(Failure::Other(format!("no registry client: {e}")))
+            })?;
+        let secure = !self.is_insecure(registry);
+        let mut repository =
+            Repository::new(egress, secure, registry, reference.repository(), auth)?;
+        let named = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let (manifest, digest) = match repository.manifest(&named).await? {
+            (Manifest::Index(entries), _) => {
+                let offered: Vec<Option<Platform>> = entries
                     .iter()
                     .map(|entry| {
-                        entry.platform.as_ref().map(|p| Platform {
-                            os: p.os.to_string(),
-                            architecture: p.architecture.to_string(),
-                            variant: p.variant.clone(),
-                        })
+                        entry
+                            .platform
+                            .as_ref()
+                            .map(|(os, architecture, variant)| Platform {
+                                os: os.clone(),
+                                architecture: architecture.clone(),
+                                variant: variant.clone(),
+                            })
                     })
                     .collect();
                 let Some(chosen) = platform::choose(&offered, platform) else {
@@ -367,17 +384,24 @@ impl ImageResolver {
                         offered.iter().flatten().map(Platform::to_string).collect();
                     return Err(FetchError::NoMatchingPlatform(listed.join(", ")));
                 };
-                let entry_digest = index.manifests[chosen].digest.clone();
-                let entry = reference.clone_with_digest(entry_digest.clone());
-                match client.pull_manifest(&entry, auth).await?.0 {
-                    OciManifest::Image(manifest) => (manifest, entry_digest),
-                    OciManifest::ImageIndex(_) => {
+                let entry_digest = entries[chosen].digest.clone();
+                match repository.manifest(&entry_digest).await? {
+                    (manifest @ Manifest::Image { .. }, digest) => (manifest, digest),
+                    (Manifest::Index(_), _) => {
                         return Err(FetchError::Invalid(
                             "its index points at another index instead of an image manifest".into(),
                         ));
                     }
                 }
             }
+            image => image,
+        };
+        let Manifest::Image {
+            config_digest,
+            config_size,
+        } = manifest
+        else {
+            unreachable!("indexes are resolved above");
         };
 
         let digest_key = (
@@ -387,15 +411,13 @@ impl ImageResolver {
         if let Some(hit) = lock(&self.inner.by_digest).get(&digest_key, Instant::now()) {
             return Ok(hit);
         }
-        if manifest.config.size > MAX_CONFIG_BYTES {
+        if !(0..=MAX_CONFIG_BYTES).contains(&config_size) {
             return Err(FetchError::Invalid(format!(
-                "its config blob is {} bytes, more than the {MAX_CONFIG_BYTES} allowed",
-                manifest.config.size
+                "its config blob is {config_size} bytes, more than the {MAX_CONFIG_BYTES} allowed"
             )));
         }
-        let mut config = Vec::new();
-        client
-            .pull_blob(reference, &manifest.config, &mut config)
+        let config = repository
+            .blob(&config_digest, MAX_CONFIG_BYTES as u64)
             .await?;
         let (entrypoint, cmd) = parse_config(&config).map_err(FetchError::Invalid)?;
         let answer = ImageEntrypoint {
@@ -407,34 +429,12 @@ impl ImageResolver {
         Ok(answer)
     }
 
-    fn client_for(&self, registry: &str, auth: &RegistryAuth) -> Result<Client, FetchError> {
-        let key = (registry.to_string(), auth_fingerprint(auth));
-        let now = Instant::now();
-        let mut clients = lock(&self.inner.clients);
-        if let Some(client) = clients.get(&key, now) {
-            return Ok(client);
-        }
-        let opts = &self.inner.opts;
-        let config = oci_client::client::ClientConfig {
-            protocol: if opts.insecure_registries.is_empty() {
-                oci_client::client::ClientProtocol::Https
-            } else {
-                oci_client::client::ClientProtocol::HttpsExcept(opts.insecure_registries.clone())
-            },
-            // We choose the index entry ourselves, for the node's platform.
-            platform_resolver: None,
-            // Only these roots: no platform verifier, no system CA store.
-            tls_certs_only: self.inner.roots.clone(),
-            ..Default::default()
-        };
-        let client = Client::try_from(config).map_err(|e| {
-            FetchError::Failure(Failure::Other(format!(
-                "cannot build a registry client: {}",
-                error_chain(&e)
-            )))
-        })?;
-        clients.insert(key, client.clone(), Some(now + CLIENT_TTL), now);
-        Ok(client)
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.inner
+            .opts
+            .insecure_registries
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(registry))
     }
 
     /// An ACR refresh token for `registry`, from the cache or a fresh exchange.
@@ -464,46 +464,21 @@ impl ImageResolver {
                     error_chain(e.as_ref())
                 ))
             })?);
-        let scheme = if self
+        let egress = self
             .inner
-            .opts
-            .insecure_registries
-            .iter()
-            .any(|r| r == registry)
-        {
+            .egress
+            .as_ref()
+            .map_err(|e| acr_error(format!("no HTTP client: {e}")))?;
+        let scheme = if self.is_insecure(registry) {
             "http"
         } else {
             "https"
         };
-        let url = format!("{scheme}://{registry}/oauth2/exchange");
         // No own timeout: the lookup's deadline bounds the exchange too.
-        let http = egress::exchange_client(&self.inner.opts.extra_roots)
-            .map_err(|e| acr_error(format!("cannot build an HTTP client: {e}")))?;
-        let form = acr::exchange_form(registry, &access_token);
-        let response = http
-            .post(&url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form.as_str().to_string())
-            .send()
-            .await
-            .map_err(|e| acr_error(format!("POST {url}: {}", error_chain(&e))))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| acr_error(format!("POST {url}: {}", error_chain(&e))))?;
-        if !status.is_success() {
-            // The answer is the registry's to word, not ours to relay to a pod author.
-            tracing::debug!(registry, %status, body = %short(&String::from_utf8_lossy(&body)), "ACR token exchange refused");
-            return Err(acr_error(format!(
-                "the token exchange at {url} answered HTTP {status}"
-            )));
-        }
         let token = Arc::new(
-            acr::refresh_token_from(&body).map_err(|r| acr_error(format!("{r} ({url})")))?,
+            acr::exchange(egress, scheme, registry, &access_token)
+                .await
+                .map_err(acr_error)?,
         );
         let now = Instant::now();
         lock(&self.inner.acr_tokens).insert(
@@ -546,9 +521,9 @@ enum FetchError {
     Invalid(String),
 }
 
-impl From<oci_client::errors::OciDistributionError> for FetchError {
-    fn from(e: oci_client::errors::OciDistributionError) -> Self {
-        FetchError::Failure(Failure::classify(&e))
+impl From<Failure> for FetchError {
+    fn from(f: Failure) -> Self {
+        FetchError::Failure(f)
     }
 }
 
@@ -575,6 +550,11 @@ impl FetchError {
                     reason,
                 }
             }
+            FetchError::Failure(Failure::Refused(reason)) => LookupError::Refused {
+                image,
+                registry,
+                reason,
+            },
             FetchError::Failure(Failure::Other(reason)) => LookupError::Registry {
                 image,
                 registry,
@@ -682,24 +662,6 @@ fn fingerprint(credentials: &[&Credential]) -> [u8; 32] {
         hasher.update([0]);
         hasher.update(c.password().as_bytes());
         hasher.update([0]);
-    }
-    hasher.finalize().into()
-}
-
-fn auth_fingerprint(auth: &RegistryAuth) -> [u8; 32] {
-    let mut hasher = sha2::Sha256::new();
-    match auth {
-        RegistryAuth::Anonymous => hasher.update(b"anonymous"),
-        RegistryAuth::Basic(user, password) => {
-            hasher.update(b"basic\0");
-            hasher.update(user.as_bytes());
-            hasher.update([0]);
-            hasher.update(password.as_bytes());
-        }
-        RegistryAuth::Bearer(token) => {
-            hasher.update(b"bearer\0");
-            hasher.update(token.as_bytes());
-        }
     }
     hasher.finalize().into()
 }

@@ -115,6 +115,8 @@ fn resolver(extra_roots_pem: &[&str]) -> ImageResolver {
     ImageResolver::new(RegistryOptions {
         timeout: Duration::from_secs(10),
         extra_roots,
+        // The registry listens on loopback over HTTPS (not a named insecure registry).
+        allow_internal_addresses: true,
         ..Default::default()
     })
 }

@@ -89,6 +89,11 @@ const VALUE_SETS: &[(&str, &[&str])] = &[
             "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "webhook.timeoutSeconds=30",
             "imageLookup.timeoutSeconds=20",
+            "imageLookup.allowInternalAddresses=true",
+            "imageLookup.proxy=http://proxy.example:3128",
+            "networkPolicy.enabled=true",
+            "networkPolicy.webhookFrom[0].ipBlock.cidr=10.224.0.0/28",
+            "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus",
         ],
     ),
     (
@@ -809,6 +814,105 @@ fn failure_policy_and_timeouts_follow_values_and_stay_inside_the_api_server_dead
 }
 
 #[test]
+fn registry_egress_flags_follow_values() {
+    let args = webhook_args(&render(&[]));
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--registry-allow-internal-addresses")
+                || a.starts_with("--registry-proxy")),
+        "{args:?}"
+    );
+    let args = webhook_args(&render(&[
+        "imageLookup.allowInternalAddresses=true",
+        "imageLookup.proxy=http://proxy.example:3128",
+    ]));
+    for expected in [
+        "--registry-allow-internal-addresses",
+        "--registry-proxy=http://proxy.example:3128",
+    ] {
+        assert!(args.contains(&expected.to_owned()), "{expected}: {args:?}");
+    }
+}
+
+#[test]
+fn network_policy_admits_only_the_configured_sources_to_each_port() {
+    assert!(of_kind(&render(&[]), "NetworkPolicy").is_empty());
+    let sets = [
+        "networkPolicy.enabled=true",
+        "networkPolicy.webhookFrom[0].ipBlock.cidr=10.224.0.0/28",
+        "networkPolicy.webhookFrom[1].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=kube-system",
+        "networkPolicy.webhookFrom[1].podSelector.matchLabels.app=konnectivity-agent",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+    ];
+    let yaml = helm().template(RELEASE, NAMESPACE, &sets).unwrap();
+    kubernetes_validate(&yaml).unwrap();
+    let docs = parse_documents(&yaml).unwrap();
+    let policy = one(&docs, "NetworkPolicy");
+    let pod_labels = &one(&docs, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in policy["spec"]["podSelector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&pod_labels[key], value, "selects the webhook pods: {key}");
+    }
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let port = |name: &str| {
+        spec["containers"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["containerPort"]
+            .clone()
+    };
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        rules[0]["ports"],
+        serde_json::json!([{"port": port("https"), "protocol": "TCP"}])
+    );
+    assert_eq!(
+        rules[0]["from"],
+        serde_json::json!([
+            {"ipBlock": {"cidr": "10.224.0.0/28"}},
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}
+            }
+        ])
+    );
+    assert_eq!(
+        rules[1]["ports"],
+        serde_json::json!([{"port": port("http-metrics"), "protocol": "TCP"}])
+    );
+    assert_eq!(
+        rules[1]["from"],
+        serde_json::json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+    );
+
+    // No metrics sources: the metrics port gets no rule, so nothing is admitted to it.
+    let docs = render(&sets[..4]);
+    let rules = one(&docs, "NetworkPolicy")["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["ports"][0]["port"], port("https"));
+
+    // Enabled with no source for the API server would lock it out: refused, naming the key.
+    let error = helm()
+        .template(RELEASE, NAMESPACE, &["networkPolicy.enabled=true"])
+        .expect_err("no webhookFrom")
+        .to_string();
+    assert!(error.contains("networkPolicy.webhookFrom"), "{error}");
+}
+
+#[test]
 fn typos_and_bad_values_fail_the_schema_naming_the_key() {
     let helm = helm();
     for (set, expected) in [
@@ -821,6 +925,11 @@ fn typos_and_bad_values_fail_the_schema_naming_the_key() {
         ("webhook.timeoutSeconds=31", "/webhook/timeoutSeconds"),
         ("webhook.defaultVault=1vault", "/webhook/defaultVault"),
         ("replicaCount=0", "/replicaCount"),
+        ("imageLookup.proxy=proxy:3128", "/imageLookup/proxy"),
+        (
+            "networkPolicy.webhookFrom[0].ipBlok.cidr=10.0.0.0/8",
+            "'ipBlok' not allowed",
+        ),
     ] {
         let error = helm
             .template(RELEASE, NAMESPACE, &[set])

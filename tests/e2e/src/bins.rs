@@ -1,5 +1,6 @@
 //! The project's binaries the story runs: built (a no-op when fresh) so a test never runs a
-//! stale one. `AKV_ENV_E2E_WEBHOOK_BIN` / `AKV_ENV_E2E_INJECTOR_BIN` point at prebuilt ones.
+//! stale one. `AKV_ENV_E2E_WEBHOOK_BIN` / `AKV_ENV_E2E_INJECTOR_BIN` (and `_ARM64_BIN`) point at
+//! prebuilt ones.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -60,14 +61,21 @@ pub fn webhook_binary() -> Result<PathBuf> {
     Ok(target_dir().join("debug/akv-env-webhook"))
 }
 
-/// The static `akv-env` the injector image holds, from `scripts/build-static.sh` (it must be
-/// static: the image is `FROM scratch`, and it runs inside the busybox app image too).
-pub fn static_injector() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("AKV_ENV_E2E_INJECTOR_BIN") {
+/// The static `akv-env` for `arch` (`amd64`, `arm64`) from `scripts/build-static.sh`: what the
+/// injector image's index lists (static: the image is `FROM scratch`, and it runs inside the
+/// busybox app image too).
+/// `AKV_ENV_E2E_INJECTOR_BIN` (amd64) / `AKV_ENV_E2E_INJECTOR_ARM64_BIN` point at prebuilt ones.
+pub fn static_injector_for(arch: &str) -> Result<PathBuf> {
+    let var = match arch {
+        "amd64" => "AKV_ENV_E2E_INJECTOR_BIN",
+        _ => "AKV_ENV_E2E_INJECTOR_ARM64_BIN",
+    };
+    if let Some(path) = std::env::var_os(var) {
         return Ok(path.into());
     }
     let out = run(
         Command::new(workspace_root().join("scripts/build-static.sh"))
+            .arg(arch)
             .current_dir(workspace_root()),
     )?;
     let text = String::from_utf8_lossy(&out);

@@ -73,6 +73,7 @@ pub fn read_config(layout: &Path, tag: &str) -> Result<ImageConfig> {
 }
 
 /// Copies `layout:tag` to `registry` (plain HTTP) as `repository:tag`; returns the digest.
+/// An image index goes with every image it lists (`--all`), keeping its digest.
 pub fn push_layout(
     layout: &Path,
     tag: &str,
@@ -81,13 +82,26 @@ pub fn push_layout(
 ) -> Result<String> {
     let digest_file = tempfile::NamedTempFile::new().map_err(io("creating a digest file"))?;
     run(Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false", "--digestfile"])
+        .args(["copy", "--quiet", "--all", "--preserve-digests"])
+        .args(["--dest-tls-verify=false", "--digestfile"])
         .arg(digest_file.path())
         .arg(format!("oci:{}:{tag}", layout.display()))
         .arg(format!("docker://{registry}/{repository_and_tag}")))?;
     let digest =
         std::fs::read_to_string(digest_file.path()).map_err(io("reading skopeo's digest file"))?;
     Ok(digest.trim().to_string())
+}
+
+/// The manifest (or image index) `reference` names in its registry, as JSON (plain HTTP
+/// allowed).
+pub fn inspect_raw(reference: &str) -> Result<Value> {
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")))?;
+    serde_json::from_slice(&out).map_err(|e| Error::Image {
+        image: reference.into(),
+        reason: format!("manifest: {e}"),
+    })
 }
 
 /// A file to put into an image.
@@ -123,6 +137,8 @@ pub struct ImageBuilder {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The image config's architecture (GOARCH names); amd64 when unset.
+    pub architecture: Option<String>,
 }
 
 impl ImageBuilder {
@@ -229,14 +245,26 @@ impl ImageBuilder {
         self
     }
 
+    pub fn architecture(mut self, architecture: &str) -> Self {
+        self.architecture = Some(architecture.into());
+        self
+    }
+
     /// Builds the image into a new OCI layout under `work` as `layout:tag`.
     pub fn build(&self, work: &Path, tag: &str) -> Result<PathBuf> {
         let layout = work.join("layout");
-        let bundle = work.join("bundle");
+        self.build_into(&layout, work, tag)?;
+        Ok(layout)
+    }
+
+    /// Builds the image into `layout` (created when missing) as `layout:tag`, using `work` for
+    /// the unpacked bundle.
+    pub fn build_into(&self, layout: &Path, work: &Path, tag: &str) -> Result<()> {
+        let bundle = work.join(format!("bundle-{tag}"));
         let image = format!("{}:{tag}", layout.display());
-        run(Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout))?;
+        if !layout.join("index.json").is_file() {
+            run(Command::new("umoci").args(["init", "--layout"]).arg(layout))?;
+        }
         run(Command::new("umoci").args(["new", "--image", &image]))?;
         run(Command::new("umoci")
             .args(["unpack", "--image", &image])
@@ -256,7 +284,7 @@ impl ImageBuilder {
             "--os",
             "linux",
             "--architecture",
-            "amd64",
+            self.architecture.as_deref().unwrap_or("amd64"),
         ]);
         // umoci appends entrypoint/cmd words one flag at a time.
         for w in self.entrypoint.iter().flatten() {
@@ -275,9 +303,83 @@ impl ImageBuilder {
             config.arg(format!("--config.user={user}"));
         }
         run(&mut config)?;
-        run(Command::new("umoci").args(["gc", "--layout"]).arg(&layout))?;
+        run(Command::new("umoci").args(["gc", "--layout"]).arg(layout))?;
         std::fs::remove_dir_all(&bundle).map_err(io("removing the build bundle"))?;
-        Ok(layout)
+        Ok(())
+    }
+}
+
+/// Builds one image per `(architecture, image)` into one layout under `work` and tags an OCI
+/// image index of them (linux/<architecture> each) as `layout:tag`, as scripts/build-images.sh
+/// does for the released images.
+pub fn build_index(work: &Path, tag: &str, images: &[(&str, ImageBuilder)]) -> Result<PathBuf> {
+    use sha2::Digest as _;
+    let layout = work.join("layout");
+    for (arch, image) in images {
+        image
+            .clone()
+            .architecture(arch)
+            .build_into(&layout, work, &format!("{tag}-{arch}"))?;
+    }
+    let index_path = layout.join("index.json");
+    let read = || -> Result<Value> {
+        let bytes = std::fs::read(&index_path).map_err(io("reading index.json"))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Image {
+            image: layout.display().to_string(),
+            reason: format!("index.json: {e}"),
+        })
+    };
+    let mut top = read()?;
+    let manifests = top["manifests"].as_array().cloned().unwrap_or_default();
+    let mut entries = Vec::new();
+    for (arch, _) in images {
+        let name = format!("{tag}-{arch}");
+        let mut entry = manifests
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+            .cloned()
+            .ok_or_else(|| Error::Image {
+                image: layout.display().to_string(),
+                reason: format!("no manifest tagged {name:?}"),
+            })?;
+        entry
+            .as_object_mut()
+            .expect("a descriptor is an object")
+            .remove("annotations");
+        entry["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        entries.push(entry);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .expect("JSON serialises");
+    let hex = hex::encode(sha2::Sha256::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index)
+        .map_err(io("writing the index blob"))?;
+    top["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| Error::Image {
+            image: layout.display().to_string(),
+            reason: "index.json has no manifests".into(),
+        })?
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }));
+    std::fs::write(&index_path, top.to_string()).map_err(io("writing index.json"))?;
+    Ok(layout)
+}
+
+/// This machine's platform in image-index terms (GOARCH names): the node's.
+pub fn node_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
     }
 }
 
@@ -344,7 +446,8 @@ impl ImageStore {
     }
 
     /// Pulls `reference` (plain-HTTP registries allowed, as the test registry is) unless pulled
-    /// already; returns its layout, tagged `img`.
+    /// already; returns its layout, tagged `img`. From an image index, the node's platform
+    /// (linux/[`node_architecture`]) is pulled, as a kubelet does.
     pub fn pull(&mut self, reference: &str) -> Result<PathBuf> {
         if let Some((_, layout)) = self.pulled.iter().find(|(r, _)| r == reference) {
             return Ok(layout.clone());
@@ -352,6 +455,12 @@ impl ImageStore {
         let layout = self.dir.join(format!("image-{}", self.pulled.len()));
         run(Command::new("skopeo")
             .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .args([
+                "--override-os",
+                "linux",
+                "--override-arch",
+                node_architecture(),
+            ])
             .arg(format!("docker://{reference}"))
             .arg(format!("oci:{}:img", layout.display())))
         .map_err(|e| Error::Image {

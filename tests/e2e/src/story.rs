@@ -11,13 +11,13 @@ use registry_harness::TestRegistry;
 use serde_json::Value;
 
 use crate::app::app_image;
-use crate::bins::{static_injector, webhook_binary, workspace_root};
+use crate::bins::{static_injector_for, webhook_binary, workspace_root};
 use crate::cluster::{
     Verdict, WI_CLIENT_ID_ANNOTATION, admission_review, apply, persist, pod_from_deployment,
     read_verdict, workload_identity,
 };
 use crate::error::{Error, Result, io};
-use crate::image::{ImageBuilder, push_layout};
+use crate::image::{ImageBuilder, build_index, push_layout};
 use crate::runner::{NodeEnvironment, PodRun, PodRunner};
 use crate::webhook::{WebhookOptions, WebhookServer};
 
@@ -100,11 +100,12 @@ impl Timings {
 
 /// Where the injector image comes from.
 enum InjectorSource {
-    /// A prebuilt OCI layout (`AKV_ENV_E2E_INJECTOR_LAYOUT=oci:DIR:TAG`, e.g. from
-    /// scripts/build-images.sh).
+    /// A prebuilt OCI layout (`AKV_ENV_E2E_INJECTOR_LAYOUT=oci:DIR:TAG`, e.g. the index
+    /// scripts/build-images.sh writes).
     Layout { layout: PathBuf, tag: String },
-    /// The static binary, assembled into an image here.
-    Binary(PathBuf),
+    /// The static amd64 and arm64 binaries, assembled here into a multi-platform image index
+    /// as scripts/build-images.sh does: the node pulls its platform through the index.
+    Binaries { amd64: PathBuf, arm64: PathBuf },
 }
 
 impl InjectorSource {
@@ -124,7 +125,10 @@ impl InjectorSource {
                     tag: tag.into(),
                 })
             }
-            Err(_) => Ok(InjectorSource::Binary(static_injector()?)),
+            Err(_) => Ok(InjectorSource::Binaries {
+                amd64: static_injector_for("amd64")?,
+                arm64: static_injector_for("arm64")?,
+            }),
         }
     }
 }
@@ -204,14 +208,21 @@ impl Story {
             InjectorSource::Layout { layout, tag } => {
                 push_layout(layout, tag, &registry.host(), "akv-env:e2e")?;
             }
-            InjectorSource::Binary(bin) => {
-                // As scripts/build-images.sh assembles it: FROM scratch, /akv-env, user 65532.
-                let layout = ImageBuilder::default()
-                    .copy("/akv-env", bin, 0o755)
-                    .entrypoint(&["/akv-env"])
-                    .user("65532:65532")
-                    .working_dir("/")
-                    .build(&dir.path().join("build-injector"), "e2e")?;
+            InjectorSource::Binaries { amd64, arm64 } => {
+                // As scripts/build-images.sh assembles it: FROM scratch, /akv-env, user 65532,
+                // one image per platform under one index.
+                let image = |bin: &Path| {
+                    ImageBuilder::default()
+                        .copy("/akv-env", bin, 0o755)
+                        .entrypoint(&["/akv-env"])
+                        .user("65532:65532")
+                        .working_dir("/")
+                };
+                let layout = build_index(
+                    &dir.path().join("build-injector"),
+                    "e2e",
+                    &[("amd64", image(amd64)), ("arm64", image(arm64))],
+                )?;
                 push_layout(&layout, "e2e", &registry.host(), "akv-env:e2e")?;
             }
         }

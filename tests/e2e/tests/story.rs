@@ -65,6 +65,22 @@ async fn the_unmodified_program_gets_its_secrets_and_they_are_nowhere_else() {
 
     let run = story.run(&admitted).unwrap();
     assert!(run.succeeded(), "{run}");
+    // The injector image is a multi-platform index, as released; the node pulled its own
+    // platform through it.
+    let index = akv_env_e2e::image::inspect_raw(&story.injector_image).unwrap();
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"], m["platform"]["architecture"]).replace('"', "")
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
     let app = run.expect_container("web");
     let v = story.values.clone();
     // The program (from the unmodified image) sees the values, is PID 1 (exec, not a child) and

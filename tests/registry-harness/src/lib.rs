@@ -9,6 +9,8 @@
 //! The tools come from `scripts/setup.sh`; when one is missing every call fails with a message
 //! saying so, so a test never silently skips.
 
+pub mod stand_in;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
