@@ -119,13 +119,16 @@ mod tests {
             .collect()
     }
 
+    /// (selector, the namespace's labels, selected)
+    type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+
     #[test]
     fn kubernetes_label_selector_semantics() {
-        let legacy = [("azure-key-vault-env-injection", "enabled")];
-        let migrated = [("akv-env.io/injection", "enabled")];
-        let cases: &[(&str, &[(&str, &str)], bool)] = &[
-            (DEFAULT_NAMESPACE_SELECTOR, &legacy, true),
-            (DEFAULT_NAMESPACE_SELECTOR, &migrated, false),
+        const LEGACY: &[(&str, &str)] = &[("azure-key-vault-env-injection", "enabled")];
+        const MIGRATED: &[(&str, &str)] = &[("akv-env.io/injection", "enabled")];
+        let cases: &[Case] = &[
+            (DEFAULT_NAMESPACE_SELECTOR, LEGACY, true),
+            (DEFAULT_NAMESPACE_SELECTOR, MIGRATED, false),
             (
                 DEFAULT_NAMESPACE_SELECTOR,
                 &[("azure-key-vault-env-injection", "disabled")],
@@ -133,12 +136,12 @@ mod tests {
             ),
             (
                 r#"{"matchLabels":{"akv-env.io/injection":"enabled"}}"#,
-                &migrated,
+                MIGRATED,
                 true,
             ),
             (
                 r#"{"matchLabels":{"akv-env.io/injection":"enabled"}}"#,
-                &legacy,
+                LEGACY,
                 false,
             ),
             (r#"{}"#, &[], true),
