@@ -86,7 +86,7 @@ pub async fn inject(
     for (index, doc) in split_documents(input).into_iter().enumerate() {
         let number = index + 1;
         let (marker, body) = strip_marker(doc);
-        let mut value: Value = match serde_yaml::from_str::<Option<Value>>(body) {
+        let mut value: Value = match serde_yaml_ng::from_str::<Option<Value>>(body) {
             Ok(Some(v)) => v,
             Ok(None) => {
                 out.push_str(doc);
@@ -119,7 +119,7 @@ pub async fn inject(
         } else {
             marker
         });
-        match serde_yaml::to_string(&value) {
+        match serde_yaml_ng::to_string(&value) {
             Ok(yaml) => out.push_str(&yaml),
             Err(e) => problems.push(format!("{label}: cannot print it as YAML: {e}")),
         }
@@ -358,7 +358,7 @@ pub fn check(input: &str, options: &CheckOptions) -> CheckReport {
     let mut objects = Vec::new();
     for (index, doc) in split_documents(input).into_iter().enumerate() {
         let (_, body) = strip_marker(doc);
-        match serde_yaml::from_str::<Option<Value>>(body) {
+        match serde_yaml_ng::from_str::<Option<Value>>(body) {
             Ok(Some(value)) => objects.push((index + 1, value)),
             Ok(None) => {}
             Err(e) => report

@@ -355,7 +355,7 @@ pub fn migrate(input: &str) -> Result<Migrated, MigrateError> {
     let mut docs = Vec::new();
     for (index, doc) in split_documents(input).into_iter().enumerate() {
         let (marker, body) = strip_marker(doc);
-        let value = match serde_yaml::from_str::<Option<Value>>(body) {
+        let value = match serde_yaml_ng::from_str::<Option<Value>>(body) {
             Ok(value) => value,
             Err(e) => {
                 problems.push(format!("document {}: not valid YAML: {e}", index + 1));
@@ -404,7 +404,7 @@ pub fn migrate(input: &str) -> Result<Migrated, MigrateError> {
         } else {
             marker
         });
-        match serde_yaml::to_string(&value) {
+        match serde_yaml_ng::to_string(&value) {
             Ok(yaml) => out.push_str(&yaml),
             Err(e) => problems.push(format!("{label}: cannot print it as YAML: {e}")),
         }
@@ -587,7 +587,7 @@ mod tests {
             let migrated = migrate(&input).unwrap_or_else(|e| panic!("{case}: {e}"));
             let docs: Vec<Value> = split_documents(&migrated.yaml)
                 .into_iter()
-                .map(|d| serde_yaml::from_str(strip_marker(d).1).unwrap())
+                .map(|d| serde_yaml_ng::from_str(strip_marker(d).1).unwrap())
                 .collect();
             let got = docs[1]
                 .pointer("/spec/template/spec/containers/0/env/0/value")
@@ -693,7 +693,7 @@ spec:
         assert_eq!(docs[0], originals[0]);
         assert_eq!(docs[1], originals[1]);
         assert_eq!(docs[3], originals[3]);
-        let cron: Value = serde_yaml::from_str(strip_marker(docs[2]).1).unwrap();
+        let cron: Value = serde_yaml_ng::from_str(strip_marker(docs[2]).1).unwrap();
         let pod = "/spec/jobTemplate/spec/template/spec";
         let value = |p: &str| {
             cron.pointer(&format!("{pod}{p}"))

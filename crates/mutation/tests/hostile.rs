@@ -177,7 +177,7 @@ fn nested(levels: usize) -> Value {
 
 #[test]
 fn nesting_within_parser_limits_is_kept_or_refused_clearly() {
-    // serde_json and serde_yaml stop at 128 levels, so no real caller hands over deeper JSON.
+    // serde_json and serde_yaml_ng stop at 128 levels, so no real caller hands over deeper JSON.
     let mut p = pod(vec![container(0, 1)]);
     p["spec"]["x-future-field"] = nested(120);
     let patched = mutate(&p).unwrap();

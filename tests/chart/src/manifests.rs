@@ -7,13 +7,13 @@ use serde_json::Value as Json;
 #[error("rendered manifest document {index}: {source}")]
 pub struct ManifestError {
     index: usize,
-    source: serde_yaml::Error,
+    source: serde_yaml_ng::Error,
 }
 
 /// Parses multi-document YAML (as `helm template` prints it), dropping empty documents.
 pub fn parse_documents(yaml: &str) -> Result<Vec<Json>, ManifestError> {
     let mut docs = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
         let value =
             Json::deserialize(document).map_err(|source| ManifestError { index, source })?;
         if !value.is_null() {

@@ -2,7 +2,7 @@
 //! (`# -- description` above a key, continued on the following `#` lines), so the table cannot
 //! drift from the values: tests/chart diff-checks it, `AKV_ENV_UPDATE_CHART_README=1` rewrites it.
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// One documented key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub struct Row {
 #[derive(Debug, thiserror::Error)]
 pub enum ValuesDocError {
     #[error("values.yaml is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_yaml_ng::Error),
     #[error("values.yaml line {line}: a `# --` comment is not followed by a key")]
     Dangling { line: usize },
     #[error("values.yaml: documented key {0} not found in the parsed values")]
@@ -27,7 +27,7 @@ pub enum ValuesDocError {
 
 /// Rows for every `# --` documented key, in file order. Pure.
 pub fn rows(values_yaml: &str) -> Result<Vec<Row>, ValuesDocError> {
-    let values: Value = serde_yaml::from_str(values_yaml)?;
+    let values: Value = serde_yaml_ng::from_str(values_yaml)?;
     let mut rows = Vec::new();
     // (indent, key) of the mappings the current line is inside.
     let mut path: Vec<(usize, String)> = Vec::new();

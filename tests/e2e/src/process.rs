@@ -186,7 +186,7 @@ impl ConfigMaps {
     pub fn add_manifest(&mut self, yaml: &str) -> Result<usize, String> {
         use serde::Deserialize as _;
         let mut added = 0;
-        for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
             let value = serde_json::Value::deserialize(doc)
                 .map_err(|e| format!("manifest document {i}: {e}"))?;
             if value["kind"] != "ConfigMap" {
@@ -741,7 +741,7 @@ mod tests {
     }
 
     fn pod(yaml: &str) -> Pod {
-        serde_yaml::from_str(yaml).expect("test pod parses")
+        serde_yaml_ng::from_str(yaml).expect("test pod parses")
     }
 
     #[test]

@@ -395,7 +395,7 @@ pub fn parse_manifest(text: &str) -> Result<(Value, Value)> {
     use serde::Deserialize as _;
     let mut sa = None;
     let mut deployment = None;
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let v = Value::deserialize(doc).map_err(|e| Error::Other(format!("manifest: {e}")))?;
         match v["kind"].as_str() {
             Some("ServiceAccount") => sa = Some(v),

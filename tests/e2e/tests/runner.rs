@@ -37,7 +37,7 @@ impl Node {
     /// Runs a pod given as YAML, with `IMAGE` replaced by the app image's reference.
     fn run(&mut self, yaml: &str) -> PodRun {
         let yaml = yaml.replace("IMAGE", &self.registry.image("app:1"));
-        let pod: Pod = serde_yaml::from_str(&yaml).unwrap();
+        let pod: Pod = serde_yaml_ng::from_str(&yaml).unwrap();
         self.runner.run_pod(&pod).unwrap()
     }
 }
@@ -146,7 +146,7 @@ spec:
   containers: [ { name: app, image: IMAGE, securityContext: { runAsUser: 0 } } ]
 "#
     .replace("IMAGE", &node.registry.image("app:1"));
-    let pod: Pod = serde_yaml::from_str(&yaml).unwrap();
+    let pod: Pod = serde_yaml_ng::from_str(&yaml).unwrap();
     let err = node.runner.run_pod(&pod).unwrap_err().to_string();
     assert!(
         err.contains("container app: container has runAsNonRoot and image will run as root"),

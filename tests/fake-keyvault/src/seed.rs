@@ -187,7 +187,7 @@ pub enum SeedError {
         source: std::io::Error,
     },
     #[error("seed is not valid YAML/JSON for the seed format: {0}")]
-    Syntax(#[from] serde_yaml::Error),
+    Syntax(#[from] serde_yaml_ng::Error),
     #[error("seed field `{path}`: {problem}")]
     Invalid { path: String, problem: String },
 }
@@ -202,7 +202,7 @@ fn invalid(path: impl Into<String>, problem: impl Into<String>) -> SeedError {
 impl Seed {
     /// Parses and validates a seed written in YAML or JSON.
     pub fn from_yaml(text: &str) -> Result<Seed, SeedError> {
-        let seed: Seed = serde_yaml::from_str(text)?;
+        let seed: Seed = serde_yaml_ng::from_str(text)?;
         seed.validate()?;
         Ok(seed)
     }

@@ -117,8 +117,8 @@ async fn demo(cli: &Cli) -> Result<bool> {
         return Ok(false);
     }
     section("2. What the webhook changed (the pod as the API server sent it -> as admitted)");
-    let before = serde_yaml::to_string(&admission.pod)?;
-    let after = serde_yaml::to_string(admission.patched.as_ref().context("no patched pod")?)?;
+    let before = serde_yaml_ng::to_string(&admission.pod)?;
+    let after = serde_yaml_ng::to_string(admission.patched.as_ref().context("no patched pod")?)?;
     let diff = similar::TextDiff::from_lines(&before, &after);
     print!(
         "{}",
