@@ -278,3 +278,71 @@ async fn the_supervisor_never_holds_a_value() {
     let err = stderr_of(&mut child).await;
     assert!(!err.contains(canary), "{err}");
 }
+
+/// The supervised program gets exactly what the exec path gives: `$(VAR)` templates in env and
+/// argv expanded, captures removed, and placeholder text left over refused before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervised_program_gets_composed_values_like_exec() {
+    let h = Harness::start().await;
+    h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "composed-secret",
+        SecretAttributes::default(),
+    );
+    // Prints hashes of the composed env var and argument, and whether the capture is gone.
+    let script = "printf '%s|%s|%s\\n' \
+        \"$(printf '%s' \"$URL\" | sha256sum | cut -c1-16)\" \
+        \"$(printf '%s' \"$1\" | sha256sum | cut -c1-16)\" \
+        \"${AKV_ENV_REF_DB-unset}\"";
+    let compose = [
+        "--compose-env=URL",
+        "--compose-arg=4",
+        "--capture=AKV_ENV_REF_DB",
+    ];
+    let supervise = ["--restart-on-change=1m", "--restart-grace-period=1s"];
+    let command = |flags: Vec<&str>, leftover: bool| {
+        let mut c = h.cmd_with_flags(
+            Ident::ClientSecretA,
+            &flags,
+            ["sh", "-c", script, "sh", "--pw=$(AKV_ENV_REF_DB)"],
+        );
+        c.env("AKV_ENV_REF_DB", "rotating@azurekeyvault")
+            .env("URL", "postgres://app:$(AKV_ENV_REF_DB)@db/app");
+        if leftover {
+            // A template the webhook never saw: its placeholder text must not reach the program.
+            c.env("NOTE", "postgres://app:rotating@azurekeyvault@db/app");
+        }
+        c
+    };
+    let want = format!(
+        "{}|{}|unset\n",
+        hash("postgres://app:composed-secret@db/app"),
+        hash("--pw=composed-secret")
+    );
+    let (exec, _) = run(command(compose.to_vec(), false)).await;
+    assert_eq!(stdout(&exec), want, "exec path: {}", stderr(&exec));
+    assert_eq!(exec.status.code(), Some(0));
+    let (supervised, _) = run(command([&compose[..], &supervise[..]].concat(), false)).await;
+    assert_eq!(
+        stdout(&supervised),
+        want,
+        "supervised: {}",
+        stderr(&supervised)
+    );
+    assert_eq!(supervised.status.code(), Some(0));
+
+    // Placeholder text left over: the exec path refuses, and so does the supervisor.
+    let (exec, _) = run(command(compose.to_vec(), true)).await;
+    let (supervised, _) = run(command([&compose[..], &supervise[..]].concat(), true)).await;
+    for (path, out) in [("exec", &exec), ("supervised", &supervised)] {
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", stderr(out));
+        assert_eq!(stdout(out), "", "{path}: the program ran");
+        assert!(
+            stderr(out).contains("env var NOTE still holds Key Vault placeholder text"),
+            "{path}: {}",
+            stderr(out)
+        );
+        assert!(!stderr(out).contains("composed-secret"), "{path}");
+    }
+}
