@@ -23,19 +23,27 @@ fn hash(value: &str) -> String {
 }
 
 fn start(h: &Harness, every: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut c = h.cmd_with_flags(
-        Ident::ClientSecretA,
-        &[
-            "--restart-on-change",
-            every,
-            "--restart-grace-period",
-            "5s",
-            "--log",
-            "info",
-        ],
-        ["bash", "-c", PROGRAM],
-    );
-    c.env("DB", "rotating@azurekeyvault")
+    start_with(h, every, &[], &[("DB", "rotating@azurekeyvault")])
+}
+
+/// [`start`] with more injector flags and other variables.
+fn start_with(
+    h: &Harness,
+    every: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut flags = vec![
+        "--restart-on-change",
+        every,
+        "--restart-grace-period",
+        "5s",
+        "--log",
+        "info",
+    ];
+    flags.extend(extra);
+    let mut c = h.cmd_with_flags(Ident::ClientSecretA, &flags, ["bash", "-c", PROGRAM]);
+    c.envs(vars.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("akv-env starts");
@@ -65,9 +73,14 @@ async fn stderr_of(child: &mut Child) -> String {
 
 /// Vault reads of the object `rotating` answered with `status`.
 fn reads(h: &Harness, status: u16) -> usize {
+    reads_of(h, "rotating", status)
+}
+
+/// Vault reads of the object `name` answered with `status`.
+fn reads_of(h: &Harness, name: &str, status: u16) -> usize {
     h.kv.accesses()
         .iter()
-        .filter(|a| a.name == "rotating" && a.status == status)
+        .filter(|a| a.name == name && a.status == status)
         .count()
 }
 
@@ -345,4 +358,111 @@ async fn the_supervised_program_gets_composed_values_like_exec() {
         );
         assert!(!stderr(out).contains("composed-secret"), "{path}");
     }
+}
+
+/// A pinned version (`?version=`) is never watched: a new version of that object restarts
+/// nothing, while the pod's unpinned object is checked all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_version_is_never_changed() {
+    let h = Harness::start().await;
+    let v1 = h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "pinned-one",
+        SecretAttributes::default(),
+    );
+    let pinned = format!("rotating@azurekeyvault?version={v1}");
+    let vars = [
+        ("DB", pinned.as_str()),
+        ("OTHER", "db-password@azurekeyvault"),
+    ];
+    let (mut child, mut lines) = start_with(&h, "1s", &[], &vars);
+    assert_eq!(next_line(&mut lines).await, hash("pinned-one"));
+    next_second().await;
+    h.kv.clear_records();
+    h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "pinned-two",
+        SecretAttributes::default(),
+    );
+    // Three rounds of checks of the unpinned object, each after the new version existed.
+    until("three checks of the unpinned object", || {
+        reads_of(&h, "db-password", 200) >= 3
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restarted for a pinned object"
+    );
+    assert_eq!(
+        h.kv.accesses()
+            .iter()
+            .filter(|a| a.name == "rotating")
+            .count(),
+        0,
+        "the pinned object was checked"
+    );
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let err = stderr_of(&mut child).await;
+    assert!(!err.contains("new version in Key Vault"), "{err}");
+}
+
+/// A certificate whose version in use comes within `--cert-expiry-margin` of its expiry while
+/// the program runs counts as changed (once): the program restarts. Started again inside the
+/// margin (nobody renewed it), it is not restarted again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_expiry_counts_as_changed_once() {
+    let h = Harness::start().await;
+    // Enough parsing for `part=cert`; the value is never looked into.
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBzq0=\n-----END CERTIFICATE-----\n";
+    // Outside the 60 s margin for the first 8 s of the run.
+    let expires = time::OffsetDateTime::now_utc() + Duration::from_secs(68);
+    let version = h.kv.upsert_secret(
+        "myvault",
+        "expiring",
+        pem,
+        SecretAttributes {
+            exp: Some(expires),
+            content_type: Some("application/x-pem-file".into()),
+            ..SecretAttributes::default()
+        },
+    );
+    let vars = [("DB", "expiring@azurekeyvault?type=certificate&part=cert")];
+    let margin = ["--cert-expiry-margin=60s"];
+    let (mut child, mut lines) = start_with(&h, "1s", &margin, &vars);
+    assert_eq!(next_line(&mut lines).await, hash(pem));
+    until("two checks", || reads_of(&h, "expiring", 200) >= 2).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restarted before the margin"
+    );
+    // Then the margin is reached: SIGTERM, and an exit for a restart.
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(75));
+    let err = stderr_of(&mut child).await;
+    let lines_said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("within the expiry margin"))
+        .collect();
+    assert_eq!(lines_said.len(), 1, "{err}");
+    assert!(
+        lines_said[0].contains("expiring") && lines_said[0].contains(&version),
+        "{}",
+        lines_said[0]
+    );
+
+    // The kubelet starts it again, still inside the margin: no restart loop.
+    let (mut child, mut lines) = start_with(&h, "1s", &margin, &vars);
+    assert_eq!(next_line(&mut lines).await, hash(pem));
+    h.kv.clear_records();
+    until("three checks", || reads_of(&h, "expiring", 200) >= 3).await;
+    assert!(child.try_wait().unwrap().is_none(), "restarted again");
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
 }
