@@ -23,19 +23,27 @@ fn hash(value: &str) -> String {
 }
 
 fn start(h: &Harness, every: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut c = h.cmd_with_flags(
-        Ident::ClientSecretA,
-        &[
-            "--restart-on-change",
-            every,
-            "--restart-grace-period",
-            "5s",
-            "--log",
-            "info",
-        ],
-        ["bash", "-c", PROGRAM],
-    );
-    c.env("DB", "rotating@azurekeyvault")
+    start_with(h, every, &[], &[("DB", "rotating@azurekeyvault")])
+}
+
+/// [`start`] with more injector flags and other variables.
+fn start_with(
+    h: &Harness,
+    every: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut flags = vec![
+        "--restart-on-change",
+        every,
+        "--restart-grace-period",
+        "5s",
+        "--log",
+        "info",
+    ];
+    flags.extend(extra);
+    let mut c = h.cmd_with_flags(Ident::ClientSecretA, &flags, ["bash", "-c", PROGRAM]);
+    c.envs(vars.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("akv-env starts");
@@ -65,9 +73,14 @@ async fn stderr_of(child: &mut Child) -> String {
 
 /// Vault reads of the object `rotating` answered with `status`.
 fn reads(h: &Harness, status: u16) -> usize {
+    reads_of(h, "rotating", status)
+}
+
+/// Vault reads of the object `name` answered with `status`.
+fn reads_of(h: &Harness, name: &str, status: u16) -> usize {
     h.kv.accesses()
         .iter()
-        .filter(|a| a.name == "rotating" && a.status == status)
+        .filter(|a| a.name == name && a.status == status)
         .count()
 }
 
@@ -277,4 +290,179 @@ async fn the_supervisor_never_holds_a_value() {
     assert_eq!(child.wait().await.unwrap().code(), Some(0));
     let err = stderr_of(&mut child).await;
     assert!(!err.contains(canary), "{err}");
+}
+
+/// The supervised program gets exactly what the exec path gives: `$(VAR)` templates in env and
+/// argv expanded, captures removed, and placeholder text left over refused before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervised_program_gets_composed_values_like_exec() {
+    let h = Harness::start().await;
+    h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "composed-secret",
+        SecretAttributes::default(),
+    );
+    // Prints hashes of the composed env var and argument, and whether the capture is gone.
+    let script = "printf '%s|%s|%s\\n' \
+        \"$(printf '%s' \"$URL\" | sha256sum | cut -c1-16)\" \
+        \"$(printf '%s' \"$1\" | sha256sum | cut -c1-16)\" \
+        \"${AKV_ENV_REF_DB-unset}\"";
+    let compose = [
+        "--compose-env=URL",
+        "--compose-arg=4",
+        "--capture=AKV_ENV_REF_DB",
+    ];
+    let supervise = ["--restart-on-change=1m", "--restart-grace-period=1s"];
+    let command = |flags: Vec<&str>, leftover: bool| {
+        let mut c = h.cmd_with_flags(
+            Ident::ClientSecretA,
+            &flags,
+            ["sh", "-c", script, "sh", "--pw=$(AKV_ENV_REF_DB)"],
+        );
+        c.env("AKV_ENV_REF_DB", "rotating@azurekeyvault")
+            .env("URL", "postgres://app:$(AKV_ENV_REF_DB)@db/app");
+        if leftover {
+            // A template the webhook never saw: its placeholder text must not reach the program.
+            c.env("NOTE", "postgres://app:rotating@azurekeyvault@db/app");
+        }
+        c
+    };
+    let want = format!(
+        "{}|{}|unset\n",
+        hash("postgres://app:composed-secret@db/app"),
+        hash("--pw=composed-secret")
+    );
+    let (exec, _) = run(command(compose.to_vec(), false)).await;
+    assert_eq!(stdout(&exec), want, "exec path: {}", stderr(&exec));
+    assert_eq!(exec.status.code(), Some(0));
+    let (supervised, _) = run(command([&compose[..], &supervise[..]].concat(), false)).await;
+    assert_eq!(
+        stdout(&supervised),
+        want,
+        "supervised: {}",
+        stderr(&supervised)
+    );
+    assert_eq!(supervised.status.code(), Some(0));
+
+    // Placeholder text left over: the exec path refuses, and so does the supervisor.
+    let (exec, _) = run(command(compose.to_vec(), true)).await;
+    let (supervised, _) = run(command([&compose[..], &supervise[..]].concat(), true)).await;
+    for (path, out) in [("exec", &exec), ("supervised", &supervised)] {
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", stderr(out));
+        assert_eq!(stdout(out), "", "{path}: the program ran");
+        assert!(
+            stderr(out).contains("env var NOTE still holds Key Vault placeholder text"),
+            "{path}: {}",
+            stderr(out)
+        );
+        assert!(!stderr(out).contains("composed-secret"), "{path}");
+    }
+}
+
+/// A pinned version (`?version=`) is never watched: a new version of that object restarts
+/// nothing, while the pod's unpinned object is checked all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_version_is_never_changed() {
+    let h = Harness::start().await;
+    let v1 = h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "pinned-one",
+        SecretAttributes::default(),
+    );
+    let pinned = format!("rotating@azurekeyvault?version={v1}");
+    let vars = [
+        ("DB", pinned.as_str()),
+        ("OTHER", "db-password@azurekeyvault"),
+    ];
+    let (mut child, mut lines) = start_with(&h, "1s", &[], &vars);
+    assert_eq!(next_line(&mut lines).await, hash("pinned-one"));
+    next_second().await;
+    h.kv.clear_records();
+    h.kv.upsert_secret(
+        "myvault",
+        "rotating",
+        "pinned-two",
+        SecretAttributes::default(),
+    );
+    // Three rounds of checks of the unpinned object, each after the new version existed.
+    until("three checks of the unpinned object", || {
+        reads_of(&h, "db-password", 200) >= 3
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restarted for a pinned object"
+    );
+    assert_eq!(
+        h.kv.accesses()
+            .iter()
+            .filter(|a| a.name == "rotating")
+            .count(),
+        0,
+        "the pinned object was checked"
+    );
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let err = stderr_of(&mut child).await;
+    assert!(!err.contains("new version in Key Vault"), "{err}");
+}
+
+/// A certificate whose version in use comes within `--cert-expiry-margin` of its expiry while
+/// the program runs counts as changed (once): the program restarts. Started again inside the
+/// margin (nobody renewed it), it is not restarted again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_expiry_counts_as_changed_once() {
+    let h = Harness::start().await;
+    // Enough parsing for `part=cert`; the value is never looked into.
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBzq0=\n-----END CERTIFICATE-----\n";
+    // Outside the 60 s margin for the first 8 s of the run.
+    let expires = time::OffsetDateTime::now_utc() + Duration::from_secs(68);
+    let version = h.kv.upsert_secret(
+        "myvault",
+        "expiring",
+        pem,
+        SecretAttributes {
+            exp: Some(expires),
+            content_type: Some("application/x-pem-file".into()),
+            ..SecretAttributes::default()
+        },
+    );
+    let vars = [("DB", "expiring@azurekeyvault?type=certificate&part=cert")];
+    let margin = ["--cert-expiry-margin=60s"];
+    let (mut child, mut lines) = start_with(&h, "1s", &margin, &vars);
+    assert_eq!(next_line(&mut lines).await, hash(pem));
+    until("two checks", || reads_of(&h, "expiring", 200) >= 2).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restarted before the margin"
+    );
+    // Then the margin is reached: SIGTERM, and an exit for a restart.
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(75));
+    let err = stderr_of(&mut child).await;
+    let lines_said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("within the expiry margin"))
+        .collect();
+    assert_eq!(lines_said.len(), 1, "{err}");
+    assert!(
+        lines_said[0].contains("expiring") && lines_said[0].contains(&version),
+        "{}",
+        lines_said[0]
+    );
+
+    // The kubelet starts it again, still inside the margin: no restart loop.
+    let (mut child, mut lines) = start_with(&h, "1s", &margin, &vars);
+    assert_eq!(next_line(&mut lines).await, hash(pem));
+    h.kv.clear_records();
+    until("three checks", || reads_of(&h, "expiring", 200) >= 3).await;
+    assert!(child.try_wait().unwrap().is_none(), "restarted again");
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
 }

@@ -71,6 +71,10 @@ pub struct MutationArgs {
 
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Shortest `akv-env.io/restart-on-change` check interval pods get; shorter ones are raised
+    /// to it (with a warning), so no pod polls Key Vault every second.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_RESTART_ON_CHANGE_FLOOR", default_value = "1m", value_parser = parse_duration)]
+    pub restart_on_change_floor: Duration,
 }
 
 impl MutationArgs {
@@ -79,6 +83,7 @@ impl MutationArgs {
         config.default_vault = self.default_vault.clone();
         self.init_container.apply(&mut config);
         config.trust = self.trust.policy();
+        config.restart_floor = self.restart_on_change_floor;
         config
     }
 }
@@ -537,6 +542,9 @@ pub struct InjectArgs {
 
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Shortest `akv-env.io/restart-on-change` check interval (as the cluster's webhook has it).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_RESTART_ON_CHANGE_FLOOR", default_value = "1m", value_parser = parse_duration)]
+    pub restart_on_change_floor: Duration,
 
     /// Read ENTRYPOINT/CMD from registries (anonymously) for containers without `command`.
     #[arg(long, env = "AKV_ENV_WEBHOOK_IMAGE_LOOKUP", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -577,6 +585,7 @@ impl InjectArgs {
         config.default_vault = self.default_vault.clone();
         self.init_container.apply(&mut config);
         config.trust = self.trust.policy();
+        config.restart_floor = self.restart_on_change_floor;
         config
     }
 

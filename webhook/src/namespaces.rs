@@ -1,15 +1,18 @@
 //! The namespace's `akv-env.io/vault` annotation and its opt-in label, read through the API and
-//! cached briefly.
+//! cached briefly (a bounded moka cache: one GET per namespace per TTL, shared by concurrent
+//! reviews). A watch (kube's reflector) would need kube's `runtime` feature; the short TTL keeps
+//! answers fresh enough for labels and annotations that change rarely.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use akv_mutation::ANNOTATION_VAULT;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
+use moka::future::Cache;
 
 use crate::selector::NamespaceSelector;
 
@@ -77,13 +80,15 @@ impl NamespaceSource for FixedNamespaces {
     }
 }
 
+/// Namespaces remembered at once; past it, moka evicts those least likely to be used again.
+const NAMESPACE_CACHE_CAPACITY: u64 = 10_000;
+
 /// Reads `Namespace` objects with kube, keeping each answer for `ttl` so a burst of pods in
 /// one namespace costs one API call.
 pub struct KubeNamespaces {
     api: Api<Namespace>,
-    ttl: Duration,
     selector: NamespaceSelector,
-    cache: Mutex<HashMap<String, (Instant, Facts)>>,
+    cache: Cache<String, Facts>,
 }
 
 /// What the webhook reads from a namespace.
@@ -98,22 +103,26 @@ impl KubeNamespaces {
     pub fn new(client: kube::Client, ttl: Duration, selector: NamespaceSelector) -> Self {
         KubeNamespaces {
             api: Api::all(client),
-            ttl,
             selector,
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::builder()
+                .max_capacity(NAMESPACE_CACHE_CAPACITY)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 }
 
 impl KubeNamespaces {
-    /// One GET per namespace per `ttl`, for both the label and the annotation.
+    /// One GET per namespace per `ttl`, for both the label and the annotation; concurrent
+    /// reviews in one namespace wait for the same GET (a failed one is not remembered).
     async fn facts(&self, namespace: &str) -> Result<Facts, String> {
-        let now = Instant::now();
-        if let Some((at, facts)) = self.cache.lock().expect("cache lock").get(namespace)
-            && now.duration_since(*at) < self.ttl
-        {
-            return Ok(facts.clone());
-        }
+        self.cache
+            .try_get_with_by_ref(namespace, self.read(namespace))
+            .await
+            .map_err(|e: Arc<String>| (*e).clone())
+    }
+
+    async fn read(&self, namespace: &str) -> Result<Facts, String> {
         let ns = self
             .api
             .get(namespace)
@@ -134,11 +143,6 @@ impl KubeNamespaces {
                 .annotations
                 .and_then(|mut a| a.remove(ANNOTATION_VAULT)),
         };
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(namespace.to_owned(), (now, facts.clone()));
         Ok(facts)
     }
 }

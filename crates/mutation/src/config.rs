@@ -48,6 +48,8 @@ pub struct Config {
     pub init_container_name: String,
     /// Who may use managed identity, and which hosts are vaults.
     pub trust: crate::TrustPolicy,
+    /// The shortest `akv-env.io/restart-on-change` interval honoured; shorter ones are raised.
+    pub restart_floor: std::time::Duration,
 }
 
 impl Config {
@@ -76,6 +78,7 @@ impl Config {
             volume_size_limit: "16Mi".to_owned(),
             init_container_name: "akv-env-install".to_owned(),
             trust: crate::TrustPolicy::default(),
+            restart_floor: std::time::Duration::from_secs(60),
         }
     }
 

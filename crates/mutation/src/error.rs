@@ -45,6 +45,10 @@ pub enum Problem {
     #[error("{origin} annotation `akv-env.io/vault`: {error}")]
     BadVaultAnnotation { origin: &'static str, error: String },
 
+    /// `akv-env.io/restart-on-change` or `akv-env.io/cert-expiry-margin` cannot be used.
+    #[error("{0}")]
+    BadRotationAnnotation(String),
+
     #[error(
         "{container} (image \"{}\") has no `command` and its image's ENTRYPOINT/CMD could not \
          be read: {reason}; set `command` on the container",

@@ -31,6 +31,7 @@ mod entrypoint;
 mod error;
 mod patch;
 mod plan;
+mod rotation;
 mod termination;
 mod trust;
 
@@ -47,6 +48,7 @@ pub use plan::{
     ContainerKind, ContainerRef, Entrypoints, ImageLookup, Plan, Skip, needs_namespace_vault, plan,
     plan_in,
 };
+pub use rotation::{ANNOTATION_CERT_EXPIRY_MARGIN, ANNOTATION_RESTART_ON_CHANGE};
 pub use termination::DEFAULT_TERMINATION_MESSAGE_PATH;
 pub use trust::{
     ANNOTATION_ALLOW_MANAGED_IDENTITY, ANNOTATION_AUTH, LITERAL_FLAGS, NamespaceFacts, TrustPolicy,

@@ -10,7 +10,7 @@ use crate::config::{
 };
 use crate::entrypoint::{self, Word};
 use crate::error::{Denial, Problem};
-use crate::plan::{ContainerRef, Entrypoints, Plan};
+use crate::plan::{ContainerKind, ContainerRef, Entrypoints, Plan};
 use crate::termination;
 
 /// The result: one JSON patch, warnings for the client, and the containers that were wrapped.
@@ -118,6 +118,10 @@ impl Plan<'_> {
             args.extend(termination::injector_flags(
                 target.termination_message_path.as_deref(),
             ));
+            // Supervisor mode is for app containers; an init container runs to completion.
+            if target.container.kind == ContainerKind::Container {
+                args.extend(self.rotation_flags.iter().cloned());
+            }
             args.extend(composer.flags());
             if self.allow_placeholder_text {
                 args.push(FLAG_ALLOW_PLACEHOLDER_TEXT.to_owned());

@@ -109,6 +109,8 @@ pub struct Plan<'c> {
     pub(crate) service_account: String,
     pub(crate) image_pull_secrets: Vec<String>,
     pub(crate) allow_placeholder_text: bool,
+    /// Supervisor-mode flags for wrapped app containers (see `rotation`).
+    pub(crate) rotation_flags: Vec<String>,
 }
 
 /// Reads a pod (or a pod template: any object with `metadata` and `spec`) and validates every
@@ -178,6 +180,7 @@ pub fn plan_in<'c>(
             .filter(|n| !n.is_empty())
             .collect(),
         allow_placeholder_text: false,
+        rotation_flags: Vec::new(),
     };
 
     if annotations
@@ -212,6 +215,15 @@ pub fn plan_in<'c>(
         problems.push(p);
         None
     });
+    match crate::rotation::injector_flags(
+        &annotations,
+        config.restart_floor,
+        spec.termination_grace_period_seconds,
+        &mut plan.warnings,
+    ) {
+        Ok(flags) => plan.rotation_flags = flags,
+        Err(e) => problems.push(Problem::BadRotationAnnotation(e)),
+    }
 
     let no_init_containers = Vec::new();
     let lists = [

@@ -772,3 +772,59 @@ fn windows_pods_with_placeholders_are_refused() {
         Some(Skip::NoPlaceholders)
     );
 }
+
+#[test]
+fn restart_on_change_puts_app_containers_in_supervisor_mode() {
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {"akv-env.io/restart-on-change": "15m"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 45,
+            "initContainers": [{"name": "migrate", "image": "app", "command": ["/migrate"], "env": secret_env()}],
+            "containers": [{"name": "app", "image": "app", "command": ["/app"], "args": ["-v"], "env": secret_env()}]
+        }
+    });
+    let (out, _) = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap();
+    assert_eq!(
+        strings(&out["spec"]["containers"][0]["args"]),
+        words(&[
+            "--restart-on-change=900s",
+            "--restart-grace-period=45s",
+            "--",
+            "/app",
+            "-v"
+        ])
+    );
+    // The init container runs to completion: it is wrapped but never supervised.
+    let init = out["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "migrate")
+        .unwrap();
+    assert_eq!(strings(&init["args"]), words(&["--", "/migrate"]));
+
+    // Below the operator's floor: raised, with a warning the API server shows the user.
+    pod["metadata"]["annotations"]["akv-env.io/restart-on-change"] = json!("10s");
+    let mut floor = config();
+    floor.restart_floor = std::time::Duration::from_secs(300);
+    let (out, mutation) = mutate(&pod, None, &floor, &Entrypoints::new()).unwrap();
+    assert_eq!(
+        strings(&out["spec"]["containers"][0]["args"])[0],
+        "--restart-on-change=300s"
+    );
+    assert!(
+        mutation.warnings.iter().any(|w| w.contains("floor")),
+        "{:?}",
+        mutation.warnings
+    );
+
+    // A value that is no interval refuses the pod, naming the annotation.
+    pod["metadata"]["annotations"]["akv-env.io/restart-on-change"] = json!("often");
+    let err = mutate(&pod, None, &config(), &Entrypoints::new()).unwrap_err();
+    assert!(
+        err.contains("pod annotation `akv-env.io/restart-on-change`"),
+        "{err}"
+    );
+}

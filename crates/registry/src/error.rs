@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::Platform;
 
-#[derive(Debug, thiserror::Error)]
+/// Clone: concurrent lookups sharing one fetch each get its error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LookupError {
     #[error("image reference {image:?} is not valid: {reason}")]
     InvalidReference { image: String, reason: String },

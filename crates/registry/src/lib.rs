@@ -8,17 +8,18 @@
 //! reference for a TTL, by digest for good.
 
 mod acr;
-mod cache;
 mod credentials;
 mod distribution;
 mod egress;
 mod error;
 pub mod platform;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
 
 use oci_spec::distribution::Reference;
 use rustls_pki_types::CertificateDer;
@@ -34,7 +35,6 @@ pub use egress::{CaPemError, Refused, internal_kind, pem_certificates};
 pub use error::LookupError;
 pub use platform::{Platform, PlatformParseError};
 
-use cache::BoundedCache;
 use distribution::{Auth, Manifest, Repository};
 use egress::Egress;
 use error::{Failure, error_chain, short};
@@ -43,7 +43,7 @@ use error::{Failure, error_chain, short};
 const MAX_CONFIG_BYTES: i64 = 4 << 20;
 /// ACR refresh tokens live about three hours; renew well before.
 const ACR_REFRESH_TTL: Duration = Duration::from_secs(30 * 60);
-const ACR_TOKEN_CAPACITY: usize = 256;
+const ACR_TOKEN_CAPACITY: u64 = 256;
 
 /// What the image config says to run, and which manifest it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub struct RegistryOptions {
     pub timeout: Duration,
     /// How long an answer for a tag reference is reused. Digest references never expire.
     pub cache_ttl: Duration,
-    /// Most answers kept (each cache); least recently used go first.
+    /// Most answers kept (each cache); past it, moka evicts the least likely to be used again.
     pub cache_capacity: usize,
     /// Registries (`host[:port]`, as in the image reference) spoken to over plain HTTP.
     pub insecure_registries: Vec<String>,
@@ -120,18 +120,34 @@ pub struct ImageResolver {
 /// offered (hashed), so an image one pod may read is not handed to a pod that may not.
 type AnswerKey = (String, Platform, [u8; 32]);
 
+/// A cached answer and how long it may be reused (`None`: for good, a digest reference).
+#[derive(Clone)]
+struct Answer {
+    entrypoint: ImageEntrypoint,
+    ttl: Option<Duration>,
+}
+
+/// Each answer expires after its own TTL: tag references after `cache_ttl`, digests never.
+struct AnswerExpiry;
+
+impl Expiry<AnswerKey, Answer> for AnswerExpiry {
+    fn expire_after_create(&self, _: &AnswerKey, answer: &Answer, _: Instant) -> Option<Duration> {
+        answer.ttl
+    }
+}
+
 struct Inner {
     opts: RegistryOptions,
     /// The HTTP clients, or why they could not be built (reported by each lookup).
     egress: Result<Egress, String>,
-    answers: Mutex<BoundedCache<AnswerKey, ImageEntrypoint>>,
+    /// Its `try_get_with` is the single flight: concurrent lookups of one key (a Deployment
+    /// scaling up) share one registry fetch and its outcome.
+    answers: Cache<AnswerKey, Answer>,
     /// (registry/repository, manifest digest) -> entrypoint: content-addressed, never stale.
-    by_digest: Mutex<BoundedCache<(String, String), ImageEntrypoint>>,
-    acr_tokens: Mutex<BoundedCache<String, Arc<Zeroizing<String>>>>,
+    by_digest: Cache<(String, String), ImageEntrypoint>,
+    acr_tokens: Cache<String, Arc<Zeroizing<String>>>,
     /// Parsed references by the text the pod spec holds.
-    references: Mutex<BoundedCache<String, Arc<Reference>>>,
-    /// One async lock per key being fetched; removed when the fetch ends.
-    in_flight: Mutex<HashMap<AnswerKey, Arc<tokio::sync::Mutex<()>>>>,
+    references: Cache<String, Arc<Reference>>,
     lookups: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -148,7 +164,7 @@ enum Attempt<'a> {
 
 impl ImageResolver {
     pub fn new(opts: RegistryOptions) -> Self {
-        let capacity = opts.cache_capacity;
+        let capacity = opts.cache_capacity as u64;
         let egress = Egress::new(
             &opts.extra_roots,
             opts.allow_internal_addresses,
@@ -159,11 +175,16 @@ impl ImageResolver {
             inner: Arc::new(Inner {
                 egress,
                 opts,
-                answers: Mutex::new(BoundedCache::new(capacity)),
-                by_digest: Mutex::new(BoundedCache::new(capacity)),
-                acr_tokens: Mutex::new(BoundedCache::new(ACR_TOKEN_CAPACITY)),
-                in_flight: Mutex::new(HashMap::new()),
-                references: Mutex::new(BoundedCache::new(capacity)),
+                answers: Cache::builder()
+                    .max_capacity(capacity)
+                    .expire_after(AnswerExpiry)
+                    .build(),
+                by_digest: Cache::new(capacity),
+                acr_tokens: Cache::builder()
+                    .max_capacity(ACR_TOKEN_CAPACITY)
+                    .time_to_live(ACR_REFRESH_TTL)
+                    .build(),
+                references: Cache::new(capacity),
                 lookups: AtomicU64::new(0),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -211,18 +232,15 @@ impl ImageResolver {
         credentials: &[DockerConfig],
     ) -> Result<ImageEntrypoint, LookupError> {
         let inner = &self.inner;
-        let reference = self.reference(image)?;
+        let reference = self.reference(image).await?;
         let name = format!("{}/{}", reference.registry(), reference.repository());
         let offered = matching_credentials(credentials, &name);
         let key: AnswerKey = (reference.whole(), platform.clone(), fingerprint(&offered));
 
-        if let Some(hit) = self.cached(&key, image, platform) {
-            return Ok(hit);
-        }
         let deadline = inner.opts.timeout;
         tokio::time::timeout(
             deadline,
-            self.fetch_once(key, &reference, image, platform, &offered),
+            self.cached_or_fetched(key, &reference, image, platform, &offered),
         )
         .await
         .map_err(|_| LookupError::Timeout {
@@ -232,26 +250,23 @@ impl ImageResolver {
     }
 
     /// Parsing a reference runs a large regex (~10 µs); admissions repeat the same few images.
-    fn reference(&self, image: &str) -> Result<Arc<Reference>, LookupError> {
-        let now = Instant::now();
-        if let Some(reference) = lock(&self.inner.references).get(image, now) {
+    async fn reference(&self, image: &str) -> Result<Arc<Reference>, LookupError> {
+        if let Some(reference) = self.inner.references.get(image).await {
             return Ok(reference);
         }
         let reference = Arc::new(parse_reference(image)?);
-        lock(&self.inner.references).insert(image.to_string(), reference.clone(), None, now);
+        self.inner
+            .references
+            .insert(image.to_string(), reference.clone())
+            .await;
         Ok(reference)
     }
 
-    fn cached(&self, key: &AnswerKey, image: &str, platform: &Platform) -> Option<ImageEntrypoint> {
-        let hit = lock(&self.inner.answers).get(key, Instant::now())?;
-        self.inner.hits.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(image, %platform, "image entrypoint from cache");
-        Some(hit)
-    }
-
-    /// Concurrent lookups of one key (a Deployment scaling up) share one registry fetch: the
-    /// first fetches, the others wait for it and read the cache.
-    async fn fetch_once(
+    /// The cached answer, or one registry fetch shared by every concurrent lookup of `key`:
+    /// the first runs it, the others wait and take its outcome (an error too: it is not
+    /// cached, so the next lookup asks again). A caller cancelled at its deadline hands the
+    /// fetch to a waiter.
+    async fn cached_or_fetched(
         &self,
         key: AnswerKey,
         reference: &Reference,
@@ -260,30 +275,24 @@ impl ImageResolver {
         offered: &[&Credential],
     ) -> Result<ImageEntrypoint, LookupError> {
         let inner = &self.inner;
-        let flight = lock(&inner.in_flight)
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        // Forget the flight however this ends, including cancellation at the deadline.
-        let _forget = ForgetFlight {
-            in_flight: &inner.in_flight,
-            key: &key,
-            flight: &flight,
+        let fetch = async {
+            inner.misses.fetch_add(1, Ordering::Relaxed);
+            let entrypoint = self.fetch(reference, image, platform, offered).await?;
+            // A digest reference names immutable content: keep it until evicted.
+            let ttl = reference.digest().is_none().then_some(inner.opts.cache_ttl);
+            Ok::<_, LookupError>(Answer { entrypoint, ttl })
         };
-        let _turn = flight.lock().await;
-        if let Some(hit) = self.cached(&key, image, platform) {
-            return Ok(hit);
+        let entry = inner
+            .answers
+            .entry(key)
+            .or_try_insert_with(fetch)
+            .await
+            .map_err(|shared| (*shared).clone())?;
+        if !entry.is_fresh() {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(image, %platform, "image entrypoint from cache");
         }
-        inner.misses.fetch_add(1, Ordering::Relaxed);
-        let answer = self.fetch(reference, image, platform, offered).await?;
-        let now = Instant::now();
-        // A digest reference names immutable content: keep it until evicted.
-        let expires = reference
-            .digest()
-            .is_none()
-            .then(|| now + inner.opts.cache_ttl);
-        lock(&inner.answers).insert(key.clone(), answer.clone(), expires, now);
-        Ok(answer)
+        Ok(entry.into_value().entrypoint)
     }
 
     /// Tries each way of asking in turn; a refusal moves on to the next, anything else ends.
@@ -332,7 +341,7 @@ impl ImageResolver {
                         "registry refused"
                     );
                     if matches!(attempt, Attempt::Acr) {
-                        lock(&self.inner.acr_tokens).remove(&registry);
+                        self.inner.acr_tokens.invalidate(&registry).await;
                     }
                 }
                 Err(e) => return Err(e.into_lookup_error(image, &registry, platform)),
@@ -408,7 +417,7 @@ impl ImageResolver {
             format!("{registry}/{}", reference.repository()),
             digest.clone(),
         );
-        if let Some(hit) = lock(&self.inner.by_digest).get(&digest_key, Instant::now()) {
+        if let Some(hit) = self.inner.by_digest.get(&digest_key).await {
             return Ok(hit);
         }
         if !(0..=MAX_CONFIG_BYTES).contains(&config_size) {
@@ -425,7 +434,10 @@ impl ImageResolver {
             cmd,
             digest,
         };
-        lock(&self.inner.by_digest).insert(digest_key, answer.clone(), None, Instant::now());
+        self.inner
+            .by_digest
+            .insert(digest_key, answer.clone())
+            .await;
         Ok(answer)
     }
 
@@ -443,7 +455,7 @@ impl ImageResolver {
         registry: &str,
         image: &str,
     ) -> Result<Arc<Zeroizing<String>>, LookupError> {
-        if let Some(token) = lock(&self.inner.acr_tokens).get(registry, Instant::now()) {
+        if let Some(token) = self.inner.acr_tokens.get(registry).await {
             return Ok(token);
         }
         let acr_error = |reason: String| LookupError::Acr {
@@ -480,37 +492,15 @@ impl ImageResolver {
                 .await
                 .map_err(acr_error)?,
         );
-        let now = Instant::now();
-        lock(&self.inner.acr_tokens).insert(
-            registry.to_string(),
-            token.clone(),
-            Some(now + ACR_REFRESH_TTL),
-            now,
-        );
+        self.inner
+            .acr_tokens
+            .insert(registry.to_string(), token.clone())
+            .await;
         tracing::debug!(
             registry,
             "exchanged an Entra token for an ACR refresh token"
         );
         Ok(token)
-    }
-}
-
-/// Removes a key's in-flight lock when its holder is done, unless a newer flight replaced it.
-struct ForgetFlight<'a> {
-    in_flight: &'a Mutex<HashMap<AnswerKey, Arc<tokio::sync::Mutex<()>>>>,
-    key: &'a AnswerKey,
-    flight: &'a Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Drop for ForgetFlight<'_> {
-    fn drop(&mut self) {
-        let mut map = lock(self.in_flight);
-        if map
-            .get(self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, self.flight))
-        {
-            map.remove(self.key);
-        }
     }
 }
 
@@ -664,11 +654,6 @@ fn fingerprint(credentials: &[&Credential]) -> [u8; 32] {
         hasher.update([0]);
     }
     hasher.finalize().into()
-}
-
-/// A poisoned cache lock only means another lookup panicked; the data is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

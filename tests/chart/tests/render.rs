@@ -83,6 +83,8 @@ const VALUE_SETS: &[(&str, &[&str])] = &[
         "everything optional on",
         &[
             "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
             "webhook.defaultVault=myvault",
             "azureWorkloadIdentity.clientId=00000000-1111-2222-3333-444444444444",
             "imageLookup.insecureRegistries={127.0.0.1:5000}",

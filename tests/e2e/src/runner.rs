@@ -47,6 +47,10 @@ pub struct ContainerRun {
     /// bind-mounted at `terminationMessagePath`, or with `FallbackToLogsOnError` and a failure
     /// and an empty file, the log's tail.
     pub termination_message: String,
+    /// How often the stand-in restarted this container (the kubelet's `restartCount`).
+    pub restart_count: u32,
+    /// The runs before this one, oldest first (`kubectl logs --previous` shows the last).
+    pub previous: Vec<ContainerRun>,
 }
 
 /// How a pod ended: init containers that ran, and the containers if all init containers succeeded.
@@ -83,13 +87,21 @@ impl PodRun {
 /// Every container's exit code, argv and output: what a failed test shows.
 impl std::fmt::Display for PodRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, c) in self.all().enumerate() {
+        let runs = self
+            .all()
+            .flat_map(|c| c.previous.iter().chain([c]).enumerate());
+        for (i, (n, c)) in runs.enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
+            let run = if n > 0 {
+                format!(", run {}", n + 1)
+            } else {
+                String::new()
+            };
             write!(
                 f,
-                "--- {} (exit {}) args {:?}\nstdout:\n{}\nstderr:\n{}",
+                "--- {} (exit {}{run}) args {:?}\nstdout:\n{}\nstderr:\n{}",
                 c.name, c.exit_code, c.args, c.stdout, c.stderr
             )?;
         }
@@ -118,6 +130,10 @@ pub struct PodRunner {
     pub config_maps: ConfigMaps,
     /// Containers still running after this are killed (a hung program must not hang the suite).
     pub container_deadline: Duration,
+    /// Restarts per container allowed by the pod's `restartPolicy` (`Always`: after any exit;
+    /// `OnFailure`: after a non-zero one), like the kubelet but bounded so a pod run ends.
+    /// 0 (the default): every container runs once.
+    pub max_restarts: u32,
 }
 
 impl PodRunner {
@@ -149,6 +165,7 @@ impl PodRunner {
             runc_root,
             config_maps: ConfigMaps::default(),
             container_deadline: Duration::from_secs(120),
+            max_restarts: 0,
         })
     }
 
@@ -158,7 +175,8 @@ impl PodRunner {
     }
 
     /// Runs `pod` to completion: volumes, init containers in order (stopping at the first that
-    /// fails, as `restartPolicy: Never` would), then all containers concurrently.
+    /// fails, as `restartPolicy: Never` would), then all containers concurrently, each restarted
+    /// as its `restartPolicy` says up to [`Self::max_restarts`] times.
     pub fn run_pod(&mut self, pod: &Pod) -> Result<PodRun> {
         let pod_name = pod
             .metadata
@@ -194,7 +212,7 @@ impl PodRunner {
                 )));
             }
             let prepared = self.prepare(pod, c, &pod_dir, &volumes, &uid)?;
-            let ran = self.start(prepared)?;
+            let ran = self.start(&prepared)?;
             let failed = ran.exit_code != 0;
             result.init_containers.push(ran);
             if failed {
@@ -205,11 +223,18 @@ impl PodRunner {
         for c in &spec.containers {
             prepared.push(self.prepare(pod, c, &pod_dir, &volumes, &uid)?);
         }
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         let this = &*self;
         let runs: Vec<Result<ContainerRun>> = std::thread::scope(|s| {
             let handles: Vec<_> = prepared
                 .into_iter()
-                .map(|p| s.spawn(move || this.start(p)))
+                .map(|p| {
+                    let policy = &policy;
+                    s.spawn(move || this.run_restarting(p, policy))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -402,8 +427,34 @@ impl PodRunner {
         })
     }
 
+    /// Runs a container, then again while `policy` asks for a restart and restarts are left.
+    /// Each run starts from the same prepared bundle (the kubelet would create a new container
+    /// from the image, with a fresh writable layer: these pods' root filesystems are read-only)
+    /// and an empty termination message file; volumes keep their contents, as on a node. No
+    /// back-off (the kubelet waits 10 s, doubling), to keep tests short.
+    fn run_restarting(&self, p: Prepared, policy: &str) -> Result<ContainerRun> {
+        let mut previous = Vec::new();
+        loop {
+            if let Some(file) = &p.termination_file {
+                std::fs::write(file, b"").map_err(io(format!("emptying {}", file.display())))?;
+            }
+            let mut ran = self.start(&p)?;
+            let again = match policy {
+                "Always" => true,
+                "OnFailure" => ran.exit_code != 0,
+                _ => false,
+            };
+            if !again || previous.len() as u32 >= self.max_restarts {
+                ran.restart_count = previous.len() as u32;
+                ran.previous = previous;
+                return Ok(ran);
+            }
+            previous.push(ran);
+        }
+    }
+
     /// `runc run` without a terminal; output captured; `runc delete` afterwards, always.
-    fn start(&self, p: Prepared) -> Result<ContainerRun> {
+    fn start(&self, p: &Prepared) -> Result<ContainerRun> {
         let runc = |args: &[&str]| {
             let mut c = Command::new("runc");
             c.arg("--root").arg(&self.runc_root).args(args);
@@ -455,12 +506,14 @@ impl PodRunner {
         let mut logs = stdout.clone();
         logs.extend_from_slice(&stderr);
         Ok(ContainerRun {
-            name: p.name,
-            args: p.args,
+            name: p.name.clone(),
+            args: p.args.clone(),
             exit_code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             termination_message: termination_message(&file, p.fallback_to_logs, exit_code, &logs),
+            restart_count: 0,
+            previous: Vec::new(),
         })
     }
 }

@@ -169,6 +169,11 @@ pub struct Admission {
 impl Story {
     /// Starts everything; builds the webhook and the static injector first (no-ops when fresh).
     pub async fn start() -> Result<Story> {
+        Story::start_with_webhook_args(&[]).await
+    }
+
+    /// [`Self::start`] with more webhook `serve` flags (as a chart value would add them).
+    pub async fn start_with_webhook_args(webhook_args: &[&str]) -> Result<Story> {
         crate::runner::require_root()?;
         crate::image::require_tools()?;
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -238,6 +243,7 @@ impl Story {
                 injector_image: injector_image.clone(),
                 default_vault: None,
                 insecure_registries: vec![registry.host()],
+                extra_args: webhook_args.iter().map(|a| a.to_string()).collect(),
             },
         )
         .await?;

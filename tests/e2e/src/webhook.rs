@@ -22,6 +22,8 @@ pub struct WebhookOptions {
     pub default_vault: Option<String>,
     /// Registries spoken to over plain HTTP (the test registry).
     pub insecure_registries: Vec<String>,
+    /// More `serve` flags, e.g. `--restart-on-change-floor=1s`.
+    pub extra_args: Vec<String>,
 }
 
 /// A running `akv-env-webhook serve`; stopped with SIGTERM when dropped.
@@ -125,6 +127,7 @@ impl WebhookServer {
             for r in &opts.insecure_registries {
                 cmd.arg("--insecure-registry").arg(r);
             }
+            cmd.args(&opts.extra_args);
             let mut child = cmd
                 .spawn()
                 .map_err(io(format!("starting {}", opts.binary.display())))?;

@@ -2,7 +2,9 @@
 //! level, with distinctive values stored in the vault. Each value, and its base64 forms, is
 //! looked for in stdout, stderr, `/proc/PID/cmdline` sampled during the run, and every file
 //! written under the run's HOME, TMPDIR and working directory. One line per (path, level,
-//! value, place) that leaks.
+//! value, place) that leaks. Every path runs in exec mode and in supervisor mode
+//! (`--restart-on-change`: akv-env stays as the program's parent and a second akv-env resolves
+//! and execs the program), where the argv of every process under the supervisor is sampled too.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -216,12 +218,23 @@ fn sha(s: &str) -> String {
 
 /// The program proves it got the values by printing only their hashes (a removed capture and a
 /// missing argument as distinct words).
-const PROGRAM: &str = r#"for v in "$P" "$J" "$B" "$U" "${AKV_ENV_REF_P-capture-removed}" "${1-no-argument}"; do printf '%s' "$v" | sha256sum; done"#;
+const PROGRAM: &str = r#"echo "pid $$ $PPID"; for v in "$P" "$J" "$B" "$U" "${AKV_ENV_REF_P-capture-removed}" "${1-no-argument}"; do printf '%s' "$v" | sha256sum; done"#;
+
+/// Exec mode, and supervisor mode with an interval no run reaches (the checks have their own
+/// tests; here the point is what the supervisor and its resolving child print and expose).
+const MODES: [(&str, &[&str]); 2] = [
+    ("exec", &[]),
+    (
+        "supervised",
+        &["--restart-on-change=10m", "--restart-grace-period=1s"],
+    ),
+];
 
 /// The index of [`Route::argument`] in the program's argv: `sh -c PROGRAM sh ARGUMENT`.
 const ARGUMENT_INDEX: usize = 4;
 
 struct Run {
+    pid: u32,
     code: Option<i32>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -229,7 +242,26 @@ struct Run {
     files: Vec<(std::path::PathBuf, Vec<u8>)>,
 }
 
-async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr) -> Run {
+/// The argv of `pid` and of every process under it (the supervisor's children and theirs).
+fn cmdlines_under(pid: u32, out: &mut Vec<Vec<u8>>) {
+    if let Ok(b) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        out.push(b);
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    for child in children.unwrap_or_default().split_whitespace() {
+        if let Ok(child) = child.parse() {
+            cmdlines_under(child, out);
+        }
+    }
+}
+
+async fn run(
+    v: &Vault,
+    path: &Route,
+    mode_flags: &[&str],
+    level: &str,
+    closed: std::net::SocketAddr,
+) -> Run {
     let root = tempfile::tempdir_in(v.path()).unwrap();
     let dirs = ["home", "tmp", "cwd"].map(|d| root.path().join(d));
     for d in &dirs {
@@ -246,7 +278,8 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
     if let Some(argument) = path.argument {
         program.extend(["sh", argument]);
     }
-    let mut c = v.command_with_flags(path.identity, "2s", &resolve, path.flags, program);
+    let flags = [mode_flags, path.flags].concat();
+    let mut c = v.command_with_flags(path.identity, "2s", &resolve, &flags, program);
     c.envs(path.vars.iter().copied())
         .env("AKV_ENV_LOG", level)
         .env("HOME", &dirs[0])
@@ -259,9 +292,7 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
     let mut wait = tokio::spawn(child.wait_with_output());
     let mut cmdlines = Vec::new();
     let out = loop {
-        if let Ok(b) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            cmdlines.push(b);
-        }
+        cmdlines_under(pid, &mut cmdlines);
         tokio::select! {
             out = &mut wait => break out.unwrap().unwrap(),
             () = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -276,6 +307,7 @@ async fn run(v: &Vault, path: &Route, level: &str, closed: std::net::SocketAddr)
         })
         .collect();
     Run {
+        pid,
         code: out.status.code(),
         stdout: out.stdout,
         stderr: out.stderr,
@@ -323,9 +355,12 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
             })),
             Fault::None | Fault::Unreachable => v.kv.set_throttle(None),
         }
-        for level in LEVELS {
-            let case = format!("path {:?} at level {level}", path.name);
-            let r = run(&v, path, level, closed).await;
+        for ((mode, mode_flags), level) in MODES
+            .iter()
+            .flat_map(|m| LEVELS.iter().map(move |l| (m, *l)))
+        {
+            let case = format!("path {:?} at level {level}, {mode}", path.name);
+            let r = run(&v, path, mode_flags, level, closed).await;
             let err = String::from_utf8_lossy(&r.stderr);
             // First prove the run took the path, or the scan below proves nothing.
             if r.code != Some(path.code) {
@@ -343,6 +378,16 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
             }
             if path.code == 0 {
                 let out = String::from_utf8_lossy(&r.stdout);
+                // Proof of the mode: exec leaves the program our pid; a supervisor is its parent.
+                let (exec, supervised) = (format!("pid {} ", r.pid), format!(" {}\n", r.pid));
+                let pid_line = out.lines().next().unwrap_or_default().to_owned() + "\n";
+                let took_mode = match *mode {
+                    "exec" => pid_line.starts_with(&exec),
+                    _ => !pid_line.starts_with(&exec) && pid_line.ends_with(&supervised),
+                };
+                if !took_mode {
+                    problems.push(format!("{case}: not run in this mode: {pid_line}"));
+                }
                 if ![PLAIN, FIELD, DECODED]
                     .iter()
                     .all(|s| out.contains(&sha(s)))
