@@ -1,5 +1,7 @@
 use std::fmt::{self, Write as _};
 
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
 use crate::SUFFIX;
 use crate::error::{ErrorKind, ParseError, Quoted};
 use crate::vault::Vault;
@@ -135,16 +137,13 @@ impl fmt::Display for Reference {
     }
 }
 
-/// Percent-encodes what would otherwise change the parse (`&`, `%`) and anything unprintable.
+/// What [`write_encoded`] escapes besides non-ASCII: what would otherwise change the parse (`&`,
+/// `%`) and anything unprintable (controls, space, DEL).
+const ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'&').add(b'%');
+
+/// Percent-encodes what would otherwise change the parse and anything unprintable.
 fn write_encoded(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
-    for &b in value.as_bytes() {
-        if b == b'&' || b == b'%' || !b.is_ascii_graphic() {
-            write!(f, "%{b:02X}")?;
-        } else {
-            f.write_char(b as char)?;
-        }
-    }
-    Ok(())
+    write!(f, "{}", utf8_percent_encode(value, ESCAPED))
 }
 
 /// Parses a value already known to be a placeholder (see [`crate::is_placeholder`]).
@@ -376,33 +375,25 @@ fn check_applicability(reference: &Reference, offsets: &Offsets) -> Result<(), P
     Ok(())
 }
 
+/// Decodes `%XX` escapes. Stricter than the `percent-encoding` crate, which passes a `%` without
+/// two hex digits through: here that is an error at its offset.
 fn percent_decode(raw: &str, param: Param) -> Result<String, ParseError> {
-    if !raw.contains('%') {
-        return Ok(raw.to_owned());
-    }
     let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| ParseError::new(i, ErrorKind::BadPercentEncoding))?;
-            out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    for at in memchr::memchr_iter(b'%', bytes) {
+        let escape = bytes.get(at + 1..at + 3);
+        if !escape.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+            return Err(ParseError::new(at, ErrorKind::BadPercentEncoding));
         }
     }
-    String::from_utf8(out).map_err(|_| {
-        ParseError::new(
-            0,
-            ErrorKind::NotUtf8 {
-                param: param.name(),
-            },
-        )
-    })
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| {
+            ParseError::new(
+                0,
+                ErrorKind::NotUtf8 {
+                    param: param.name(),
+                },
+            )
+        })
 }

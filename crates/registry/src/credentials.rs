@@ -8,8 +8,11 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use zeroize::Zeroizing;
 
 /// The data key of a `kubernetes.io/dockerconfigjson` secret.
@@ -102,31 +105,60 @@ impl fmt::Debug for DockerConfig {
     }
 }
 
+/// The shapes of a pull secret, as the kubelet's `DockerConfigJSON` / `DockerConfig` types read
+/// them. Every level also accepts any other JSON (`Other`), so parsing fails only on syntax and
+/// each wrong shape gets our own message: serde's would quote the offending value, which may be
+/// a password.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Shaped<T> {
+    Expected(T),
+    Other(IgnoredAny),
+}
+
+/// `.dockerconfigjson`: the `auths` map inside an object (other keys, e.g. `credHelpers`, are
+/// ignored as the kubelet ignores them).
+#[derive(Deserialize)]
+struct ConfigJson {
+    auths: Option<Shaped<Auths>>,
+}
+
+/// Registry key -> entry (`.dockercfg` is this map alone).
+type Auths = BTreeMap<String, Shaped<AuthEntry>>;
+
+/// One entry as the kubelet's `DockerConfigEntry` reads it: `auth` (base64 `user:password`)
+/// or `username` and `password`. Other fields (`email`, `identitytoken`, `registrytoken`) are
+/// ignored: the kubelet does not use them to pull.
+#[derive(Deserialize)]
+struct AuthEntry {
+    username: Option<Shaped<String>>,
+    password: Option<Shaped<String>>,
+    auth: Option<Shaped<String>>,
+}
+
 impl DockerConfig {
     /// Parses a `kubernetes.io/dockerconfigjson` secret's `.dockerconfigjson` value:
     /// `{"auths": {"<registry>": {"auth": "<base64 user:pass>"} | {"username", "password"}}}`.
     pub fn from_dockerconfigjson(bytes: &[u8]) -> Result<Self, CredentialsError> {
         const FORMAT: &str = DOCKERCONFIGJSON_KEY;
-        let value = parse_json(FORMAT, bytes)?;
-        let auths = value
-            .as_object()
-            .ok_or_else(|| shape(FORMAT, "the top level must be a JSON object"))?
-            .get("auths")
-            .ok_or_else(|| shape(FORMAT, "has no `auths` object"))?
-            .as_object()
-            .ok_or_else(|| shape(FORMAT, "`auths` must be a JSON object"))?;
-        Self::from_entries(FORMAT, auths)
+        let Shaped::Expected(config) = parse_json::<Shaped<ConfigJson>>(FORMAT, bytes)? else {
+            return Err(shape(FORMAT, "the top level must be a JSON object"));
+        };
+        match config.auths {
+            None => Err(shape(FORMAT, "has no `auths` object")),
+            Some(Shaped::Other(_)) => Err(shape(FORMAT, "`auths` must be a JSON object")),
+            Some(Shaped::Expected(auths)) => Self::from_entries(FORMAT, auths),
+        }
     }
 
     /// Parses a legacy `kubernetes.io/dockercfg` secret's `.dockercfg` value: the `auths` map
     /// itself, without the wrapper.
     pub fn from_dockercfg(bytes: &[u8]) -> Result<Self, CredentialsError> {
         const FORMAT: &str = DOCKERCFG_KEY;
-        let value = parse_json(FORMAT, bytes)?;
-        let map = value
-            .as_object()
-            .ok_or_else(|| shape(FORMAT, "the top level must be a JSON object"))?;
-        Self::from_entries(FORMAT, map)
+        match parse_json::<Shaped<Auths>>(FORMAT, bytes)? {
+            Shaped::Expected(auths) => Self::from_entries(FORMAT, auths),
+            Shaped::Other(_) => Err(shape(FORMAT, "the top level must be a JSON object")),
+        }
     }
 
     /// Reads a pull secret as the kubelet does: a `kubernetes.io/dockerconfigjson` secret's
@@ -171,33 +203,28 @@ impl DockerConfig {
         DockerConfig { entries }
     }
 
-    fn from_entries(
-        format: &'static str,
-        map: &Map<String, Value>,
-    ) -> Result<Self, CredentialsError> {
-        let mut pairs = Vec::with_capacity(map.len());
-        for (registry, entry) in map {
+    fn from_entries(format: &'static str, auths: Auths) -> Result<Self, CredentialsError> {
+        let mut pairs = Vec::with_capacity(auths.len());
+        for (registry, entry) in &auths {
             let bad = |reason: &str| CredentialsError::InvalidEntry {
                 format,
                 registry: registry.clone(),
                 reason: reason.to_string(),
             };
-            let entry = entry
-                .as_object()
-                .ok_or_else(|| bad("must be a JSON object"))?;
-            let field = |name: &str| -> Result<Option<&str>, CredentialsError> {
-                match entry.get(name) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) => Ok(Some(s.as_str())),
-                    Some(_) => Err(bad(&format!("`{name}` must be a string"))),
-                }
+            let Shaped::Expected(entry) = entry else {
+                return Err(bad("must be a JSON object"));
             };
-            let username = field("username")?.unwrap_or_default();
-            let password = field("password")?.unwrap_or_default();
+            let field = |name: &str, value| {
+                text(value).ok_or_else(|| bad(&format!("`{name}` must be a string")))
+            };
+            let username = field("username", &entry.username)?;
+            let password = field("password", &entry.password)?;
             // As in the kubelet, a non-empty `auth` wins over `username`/`password`.
-            let credential = match field("auth")? {
-                Some(auth) if !auth.is_empty() => decode_auth(auth).map_err(bad)?,
-                _ => Credential::new(username, password),
+            let auth = field("auth", &entry.auth)?;
+            let credential = if auth.is_empty() {
+                Credential::new(username, password)
+            } else {
+                decode_auth(auth).map_err(bad)?
             };
             pairs.push((registry.as_str(), credential));
         }
@@ -253,8 +280,21 @@ pub fn matching_credentials<'a>(
     out
 }
 
-fn parse_json(format: &'static str, bytes: &[u8]) -> Result<Value, CredentialsError> {
-    // serde_json's syntax errors name a line and column, never the input text.
+/// A field's text (empty when absent or null), or None when it is not a string.
+fn text(value: &Option<Shaped<String>>) -> Option<&str> {
+    match value {
+        None => Some(""),
+        Some(Shaped::Expected(text)) => Some(text),
+        Some(Shaped::Other(_)) => None,
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    format: &'static str,
+    bytes: &[u8],
+) -> Result<T, CredentialsError> {
+    // Only the category, line and column of serde_json's error: never its text, which may
+    // quote the input. (Every shape is accepted, so only syntax errors reach here.)
     serde_json::from_slice(bytes).map_err(|e| CredentialsError::InvalidJson {
         format,
         reason: format!(
@@ -454,6 +494,21 @@ mod tests {
                 r#"{"auths":{"http://r.io:5000":{"username":"a","password":"1"},"r.io:5000/team":{"username":"b","password":"2"}}}"#.into(),
                 &[("r.io:5000/team", "b", "2"), ("r.io:5000", "a", "1")],
             ),
+            (
+                "identitytoken and other fields are ignored, as the kubelet ignores them",
+                r#"{"auths":{"r.io":{"identitytoken":"tok","registrytoken":"t","email":"e"}},"credHelpers":{"r.io":"x"}}"#.into(),
+                &[("r.io", "", "")],
+            ),
+            (
+                "null fields are absent ones",
+                r#"{"auths":{"r.io":{"username":null,"password":null,"auth":null}}}"#.into(),
+                &[("r.io", "", "")],
+            ),
+            (
+                "empty auth falls back to username and password",
+                r#"{"auths":{"r.io":{"auth":"","username":"eve","password":"pw"}}}"#.into(),
+                &[("r.io", "eve", "pw")],
+            ),
             ("no registries", r#"{"auths":{}}"#.into(), &[]),
         ];
         for (name, json, want) in cases {
@@ -567,6 +622,11 @@ mod tests {
                 "password not string",
                 r#"{"auths":{"r.io":{"username":"u","password":12345}}}"#.into(),
                 "`password` must be a string",
+            ),
+            (
+                "auth not a string",
+                r#"{"auths":{"r.io":{"auth":12345}}}"#.into(),
+                "entry for registry \"r.io\": `auth` must be a string",
             ),
             (
                 "auth not base64",
