@@ -8,6 +8,11 @@
 #
 # Uses the release akv-env (what pods run; AKV_ENV_BIN overrides) and the akv-env-herd driver,
 # which embeds the fake Key Vault so it can count every request.
+#
+# Supervisor mode (issue 14): HERD_SUPERVISE_EVERY=30 HERD_OBSERVE=90 scripts/bench-herd.sh
+# starts the pods with --restart-on-change=30s, waits until every program is up, watches their
+# version checks for 90 s (requests, 429s, peak requests per second, pods that ended), then
+# stops every pod with SIGTERM.
 set -eu
 cd "$(dirname "$0")/.."
 PODS=${1:-1000}

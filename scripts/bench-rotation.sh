@@ -38,15 +38,20 @@ for _ in $(seq 100); do grep -q '^ca=' "$WORK/fake.out" 2>/dev/null && break; sl
 ADDR="$(sed -n 's/^https_addr=//p' "$WORK/fake.out")"
 TENANT="$(sed -n 's/^tenant=//p' "$WORK/fake.out")"
 
-ENV=(PATH=/usr/bin:/bin AKV_ENV_DEFAULT_VAULT=benchvault "AKV_ENV_CA_FILE=$WORK/ca.pem"
-  "AKV_ENV_RESOLVE=benchvault.vault.azure.net=$ADDR,login.microsoftonline.com=$ADDR"
+ENV=(PATH=/usr/bin:/bin AKV_ENV_DEFAULT_VAULT=benchvault
   "AZURE_TENANT_ID=$TENANT" AZURE_CLIENT_ID=bench AZURE_CLIENT_SECRET=bench-secret)
 for i in $(seq 0 $((OBJECTS - 1))); do ENV+=("S$i=s$i@azurekeyvault"); done
-env -i "${ENV[@]}" "$BIN" --restart-on-change 1s -- sleep $((SECONDS_TO_RUN + 30)) \
+# Where the token goes is flags only (the webhook writes them from the pod spec).
+env -i "${ENV[@]}" "$BIN" --ca-file "$WORK/ca.pem" \
+  --resolve "benchvault.vault.azure.net=$ADDR,login.test=$ADDR" --authority-host https://login.test \
+  --restart-on-change 1s -- sleep $((SECONDS_TO_RUN + 30)) \
   2>"$WORK/sup.err" &
 SUP=$!
 PIDS+=("$SUP")
 sleep 3   # resolution, exec, first check
+if ! kill -0 "$SUP" 2>/dev/null; then
+  echo "the supervisor ended:" >&2; cat "$WORK/sup.err" >&2; exit 1
+fi
 ticks() { awk '{print $14 + $15}' "/proc/$SUP/stat"; }
 HZ="$(getconf CLK_TCK)"
 checks() { grep -c '/versions' "$WORK/fake.err" || true; }

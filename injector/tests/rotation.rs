@@ -466,3 +466,50 @@ async fn a_certificate_near_expiry_counts_as_changed_once() {
     assert_eq!(next_line(&mut lines).await, "TERM");
     assert_eq!(child.wait().await.unwrap().code(), Some(0));
 }
+
+/// A check whose token cannot be had (Entra down) fails like any other: logged, retried, and
+/// the program keeps running; once tokens come back, the next check sees the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_error_during_checks_never_restarts() {
+    let h = Harness::start().await;
+    h.kv.upsert_secret("myvault", "rotating", "t1", SecretAttributes::default());
+    // The first check comes 1.5-3.3 s after the start, well after the program's first line.
+    let (mut child, mut lines) = start(&h, "3s");
+    assert_eq!(next_line(&mut lines).await, hash("t1"));
+    h.kv.set_token_service_up(false);
+    assert_eq!(
+        h.kv.token_grants().len(),
+        1,
+        "the supervisor had a token before Entra went down (its first check came before the \
+         program's first line), so this run proves nothing"
+    );
+    next_second().await;
+    // A check that got through would see this and restart.
+    h.kv.upsert_secret("myvault", "rotating", "t2", SecretAttributes::default());
+    // At least two intervals (3 s ± 10 %) after the first check.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restarted on a token error"
+    );
+    h.kv.set_token_service_up(true);
+    assert_eq!(next_line(&mut lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(75));
+    let err = stderr_of(&mut child).await;
+    let failed = err
+        .lines()
+        .filter(|l| l.contains("could not check for a new version"))
+        .collect::<Vec<_>>();
+    assert!(failed.len() >= 2, "failed checks logged and retried: {err}");
+    assert!(
+        failed.iter().all(|l| l.contains("authentication failed")),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("new version in Key Vault"))
+            .count(),
+        1,
+        "{err}"
+    );
+}

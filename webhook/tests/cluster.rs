@@ -38,6 +38,10 @@ fn not_found(what: &str) -> Response {
 
 async fn namespace(State(api): State<Api>, Path(name): Path<String>) -> Response {
     api.namespace_reads.fetch_add(1, Ordering::SeqCst);
+    if name == "burst" {
+        // A slow API server: every review of a burst arrives while the first read is pending.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     // Only `shop` opted in.
     let labels = if name == "shop" {
         json!({"azure-key-vault-env-injection": "enabled"})
@@ -176,6 +180,66 @@ async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
         message.contains("refused access") && message.contains("set `command`"),
         "{message}"
     );
+}
+
+/// A Deployment scaling up in a namespace sends many reviews at once: they share one read of
+/// the namespace (moka's single flight), not one each while the first is pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_reviews_in_one_namespace_reads_it_once() {
+    let namespace_reads = Arc::new(AtomicUsize::new(0));
+    let client = start_api(Api {
+        registry: String::new(),
+        namespace_reads: namespace_reads.clone(),
+        secret_reads: Arc::default(),
+    })
+    .await;
+    let running = Arc::new(
+        start(Options {
+            namespaces: Arc::new(KubeNamespaces::new(
+                client,
+                Duration::from_secs(60),
+                NamespaceSelector::default(),
+            )),
+            ..Options::default()
+        })
+        .await,
+    );
+    let mut review = fixture("pod-command.json");
+    review["request"]["namespace"] = json!("burst");
+    review["request"]["object"]["metadata"]["namespace"] = json!("burst");
+    for container in ["initContainers", "containers"] {
+        for c in review["request"]["object"]["spec"][container]
+            .as_array_mut()
+            .unwrap()
+        {
+            // No `?vault=`: the vault comes from the namespace's annotation.
+            c["env"] = json!([{"name": "DB", "value": "db-password@azurekeyvault"}]);
+        }
+    }
+    let reviews = (0..16).map(|_| {
+        let (running, review) = (running.clone(), review.clone());
+        tokio::spawn(async move {
+            let mut conn =
+                Connection::open(running.server.https_addr, &running.ca, Protocol::Http1).await;
+            let (_, body) = conn
+                .post("/mutate", serde_json::to_vec(&review).unwrap())
+                .await;
+            read_answer(&review, &body)
+        })
+    });
+    for answer in futures::future::join_all(reviews).await {
+        let pod = answer.unwrap().patched.expect("mutated");
+        let env = pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "AKV_ENV_DEFAULT_VAULT" && e["value"] == "ns-default-kv"),
+            "{env:?}"
+        );
+    }
+    assert_eq!(namespace_reads.load(Ordering::SeqCst), 1);
 }
 
 /// `/mutate` answers whoever reaches the Service, so a forged review can name any namespace and

@@ -387,3 +387,39 @@ async fn concurrent_lookups_of_one_image_share_one_fetch() {
         "{stats:?}"
     );
 }
+
+/// Concurrent lookups of a missing image share its failure, and a failure is never cached: once
+/// the image is pushed, the next lookup finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_shared_by_concurrent_lookups_but_not_cached() {
+    let registry = TestRegistry::start().unwrap();
+    let resolver = resolver_for(&[registry.host()]);
+    let image = registry.image("late:v1");
+    let lookups: Vec<_> = (0..10)
+        .map(|_| {
+            let (resolver, image) = (resolver.clone(), image.clone());
+            tokio::spawn(async move {
+                resolver
+                    .entrypoint(&image, &Platform::linux("amd64"), &[])
+                    .await
+            })
+        })
+        .collect();
+    for lookup in lookups {
+        let err = lookup.await.unwrap().unwrap_err();
+        assert!(matches!(err, LookupError::NotFound { .. }), "{err:?}");
+        assert!(err.to_string().contains(&image), "{err}");
+    }
+    let stats = resolver.stats();
+    assert_eq!((stats.lookups, stats.errors, stats.hits), (10, 10, 0));
+    assert!((1..=10).contains(&stats.misses), "{stats:?}");
+
+    registry
+        .push(&ImageSpec::linux("amd64").entrypoint(&["/late"]), "late:v1")
+        .unwrap();
+    let found = resolver
+        .entrypoint(&image, &Platform::linux("amd64"), &[])
+        .await
+        .unwrap();
+    assert_eq!(found.entrypoint, strings(&["/late"]));
+}

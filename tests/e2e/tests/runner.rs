@@ -272,3 +272,43 @@ spec:
     assert!(app.stderr.contains("not a directory"), "{run}");
     assert!(app.stdout.is_empty(), "{run}");
 }
+
+/// Like the kubelet, the stand-in restarts a container as the pod's `restartPolicy` says
+/// (bounded by `max_restarts` so a run ends), keeps the earlier runs, and counts restarts; an
+/// emptyDir outlives a restart.
+#[test]
+fn containers_restart_as_the_restart_policy_says() {
+    let mut node = node();
+    node.runner.max_restarts = 2;
+    // Exits 3 on its first run, 0 after (a count in the emptyDir).
+    let pod = |policy: &str| {
+        format!(
+            r#"
+metadata: {{ name: restarts }}
+spec:
+  restartPolicy: {policy}
+  volumes: [ {{ name: state, emptyDir: {{}} }} ]
+  containers:
+    - name: app
+      image: IMAGE
+      command: [/bin/sh, -c, 'echo run >> /state/runs; n=$(wc -l < /state/runs); echo "run $n"; [ "$n" -gt 1 ] || exit 3']
+      volumeMounts: [ {{ name: state, mountPath: /state }} ]
+"#
+        )
+    };
+    for (policy, restarts, last_exit) in [("Always", 2, 0), ("OnFailure", 1, 0), ("Never", 0, 3)] {
+        let run = node.run(&pod(policy));
+        let app = run.expect_container("app");
+        assert_eq!(app.restart_count, restarts, "{policy}: {run}");
+        assert_eq!(app.previous.len(), restarts as usize, "{policy}: {run}");
+        assert_eq!(app.exit_code, last_exit, "{policy}: {run}");
+        assert!(
+            app.stdout.contains(&format!("run {}", restarts + 1)),
+            "{policy}: {run}"
+        );
+        if restarts > 0 {
+            assert_eq!(app.previous[0].exit_code, 3, "{policy}: {run}");
+            assert!(app.previous[0].stdout.contains("run 1"), "{policy}: {run}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! as a rollout of many pods would. [`run`] starts them; [`summarise`] (pure) turns what
 //! happened into the figures the benchmark reports.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -199,6 +200,227 @@ impl fmt::Display for HerdReport {
     }
 }
 
+/// A herd of supervisors (`--restart-on-change`): every pod resolves [`PLACEHOLDERS`] once, its
+/// program checks them like [`CHECK`], says `up` and waits; its supervisor checks both objects'
+/// versions every interval (with jitter) against the throttled vault. Nothing changes in the
+/// vault, so no pod may end while watched.
+pub struct SupervisedHerd {
+    pub pods: usize,
+    /// `--restart-on-change`, in seconds.
+    pub every_s: u64,
+    /// How long to watch the checks once every program is up.
+    pub observe: Duration,
+}
+
+/// What a herd of supervisors did while watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisedReport {
+    pub pods: usize,
+    /// Programs that said `up` (resolved and checked their values).
+    pub up: usize,
+    /// From the first start to the last `up`.
+    pub time_to_all_up: Duration,
+    pub observed: Duration,
+    /// Pods whose supervisor exited while watched (a restart, or anything else): must be 0.
+    pub ended_while_watched: usize,
+    /// Restart lines ("new version in Key Vault") in all logs: must be 0.
+    pub restart_lines: usize,
+    /// Failed checks logged ("could not check"), e.g. throttled; each is retried later.
+    pub failed_check_lines: usize,
+    /// Vault requests while watched (version checks and their token challenges).
+    pub requests: usize,
+    pub ok: usize,
+    pub challenges: usize,
+    pub throttled: usize,
+    pub other: usize,
+    /// Most requests (any answer) and most 200s seen in one second while watched (sampled
+    /// every 100 ms, so a second may straddle two of the vault's windows).
+    pub max_requests_per_s: usize,
+    pub max_ok_per_s: usize,
+    /// Version checks the interval implies: pods × objects × observed / interval.
+    pub expected_checks: f64,
+    /// Exit codes after the final SIGTERM (forwarded: 143 is the program's death by SIGTERM).
+    pub exit_codes: BTreeMap<String, usize>,
+    pub failures: Vec<String>,
+}
+
+impl fmt::Display for SupervisedReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "supervisors={}", self.pods)?;
+        writeln!(f, "up={}", self.up)?;
+        writeln!(
+            f,
+            "time_to_all_up_s={:.2}",
+            self.time_to_all_up.as_secs_f64()
+        )?;
+        writeln!(f, "observed_s={:.1}", self.observed.as_secs_f64())?;
+        writeln!(f, "ended_while_watched={}", self.ended_while_watched)?;
+        writeln!(f, "restart_lines={}", self.restart_lines)?;
+        writeln!(f, "failed_check_lines={}", self.failed_check_lines)?;
+        writeln!(f, "check_requests={}", self.requests)?;
+        writeln!(f, "check_200={}", self.ok)?;
+        writeln!(f, "check_401_challenges={}", self.challenges)?;
+        writeln!(f, "check_429={}", self.throttled)?;
+        writeln!(f, "check_other={}", self.other)?;
+        writeln!(f, "expected_checks={:.0}", self.expected_checks)?;
+        writeln!(f, "max_requests_per_s={}", self.max_requests_per_s)?;
+        writeln!(f, "max_200_per_s={}", self.max_ok_per_s)?;
+        let codes: Vec<String> = self
+            .exit_codes
+            .iter()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .collect();
+        writeln!(f, "exit_codes_after_sigterm={}", codes.join(","))?;
+        for failure in &self.failures {
+            writeln!(f, "failure={}", failure.replace('\n', " | "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The most events in any `span` of a series of (time, cumulative count) samples. Pure.
+pub fn peak(samples: &[(Duration, usize)], span: Duration) -> usize {
+    let mut best = 0;
+    let mut from = 0;
+    for (i, &(t, n)) in samples.iter().enumerate() {
+        while from < i && t - samples[from].0 > span {
+            from += 1;
+        }
+        // Events after the earliest sample at most `span` before `t`, up to `t`.
+        best = best.max(n - samples[from].1.min(n));
+    }
+    best
+}
+
+/// Starts the supervisors, waits until every program is up, clears the vault's records, watches
+/// for `observe`, then stops every pod with SIGTERM and reads what they logged.
+pub async fn run_supervised(
+    vault: &Vault,
+    herd: &SupervisedHerd,
+    timeout: &str,
+) -> SupervisedReport {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let every = format!("--restart-on-change={}s", herd.every_s);
+    let flags = [every.as_str(), "--restart-grace-period=1s"];
+    // The program never outlives the run by long, whatever happens to its supervisor.
+    let program = format!(
+        "{CHECK}; echo up; exec sleep {}",
+        herd.observe.as_secs() + 300
+    );
+    let start = Instant::now();
+    let mut children = Vec::with_capacity(herd.pods);
+    let mut failures: Vec<String> = Vec::new();
+    let mut ups = JoinSet::new();
+    for i in 0..herd.pods {
+        let mut c = vault.command_with_flags(
+            Identity::ROTATION[i % Identity::ROTATION.len()],
+            timeout,
+            &vault.resolve_map(),
+            &flags,
+            ["sh", "-c", &program],
+        );
+        for (name, value) in PLACEHOLDERS {
+            c.env(name, value);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match c.spawn() {
+            Ok(mut child) => {
+                let stdout = child.stdout.take().expect("piped");
+                ups.spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(stdout).lines();
+                    matches!(lines.next_line().await, Ok(Some(l)) if l == "up")
+                        .then(|| start.elapsed())
+                });
+                children.push(child);
+            }
+            Err(e) => failures.push(format!("could not start akv-env: {e}")),
+        }
+    }
+    let mut up = 0;
+    let mut time_to_all_up = Duration::ZERO;
+    while let Some(done) = ups.join_next().await {
+        if let Ok(Some(at)) = done {
+            up += 1;
+            time_to_all_up = time_to_all_up.max(at);
+        }
+    }
+
+    // Watch: only checks from here on; nothing changes in the vault.
+    vault.kv.clear_records();
+    let watch = Instant::now();
+    let mut samples = vec![(Duration::ZERO, 0, 0)];
+    while watch.elapsed() < herd.observe {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let accesses = vault.kv.accesses();
+        let ok = accesses.iter().filter(|a| a.status == 200).count();
+        samples.push((watch.elapsed(), accesses.len(), ok));
+    }
+    let observed = watch.elapsed();
+    let accesses = vault.kv.accesses();
+    let mut ended_while_watched = 0;
+    for child in &mut children {
+        if !matches!(child.try_wait(), Ok(None)) {
+            ended_while_watched += 1;
+        }
+    }
+
+    // Stop every pod as the kubelet would: SIGTERM to the supervisor, which forwards it.
+    for child in &children {
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let mut exit_codes: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut restart_lines, mut failed_check_lines) = (0, 0);
+    for mut child in children {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err).await;
+        }
+        let code = match child.wait().await {
+            Ok(status) => format!("{:?}", status.code()),
+            Err(e) => format!("wait failed: {e}"),
+        };
+        *exit_codes.entry(code).or_default() += 1;
+        restart_lines += err.matches("new version in Key Vault").count();
+        failed_check_lines += err.matches("could not check for a new version").count();
+        let restarted = err.contains("new version in Key Vault");
+        if (restarted || err.contains("ERROR")) && failures.len() < 3 {
+            failures.push(err.trim().to_owned());
+        }
+    }
+    let status = |s: u16| accesses.iter().filter(|a| a.status == s).count();
+    let (ok, challenges, throttled) = (status(200), status(401), status(429));
+    let series = |f: fn(&(Duration, usize, usize)) -> usize| -> Vec<(Duration, usize)> {
+        samples.iter().map(|s| (s.0, f(s))).collect()
+    };
+    SupervisedReport {
+        pods: herd.pods,
+        up,
+        time_to_all_up,
+        observed,
+        ended_while_watched,
+        restart_lines,
+        failed_check_lines,
+        requests: accesses.len(),
+        ok,
+        challenges,
+        throttled,
+        other: accesses.len() - ok - challenges - throttled,
+        max_requests_per_s: peak(&series(|s| s.1), Duration::from_secs(1)),
+        max_ok_per_s: peak(&series(|s| s.2), Duration::from_secs(1)),
+        expected_checks: (herd.pods * PLACEHOLDERS.len()) as f64 * observed.as_secs_f64()
+            / herd.every_s as f64,
+        exit_codes,
+        failures,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +564,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("started_unresolved=1\n"), "{text}");
+    }
+
+    #[test]
+    fn peak_is_the_most_events_in_any_span() {
+        let s = |v: &[(u64, usize)]| -> Vec<(Duration, usize)> {
+            v.iter()
+                .map(|&(ms, n)| (Duration::from_millis(ms), n))
+                .collect()
+        };
+        let second = Duration::from_secs(1);
+        for (name, samples, want) in [
+            ("nothing", s(&[(0, 0)]), 0),
+            (
+                "steady 10/s",
+                s(&[(0, 0), (500, 5), (1000, 10), (1500, 15), (2000, 20)]),
+                10,
+            ),
+            (
+                "a burst",
+                s(&[
+                    (0, 0),
+                    (500, 1),
+                    (1000, 2),
+                    (1100, 40),
+                    (1500, 41),
+                    (3000, 42),
+                ]),
+                40,
+            ),
+            ("all at once", s(&[(0, 0), (100, 7)]), 7),
+        ] {
+            assert_eq!(peak(&samples, second), want, "{name}");
+        }
     }
 }

@@ -56,3 +56,47 @@ async fn a_herd_rides_out_the_throttle_and_nobody_starts_unresolved() {
         "one token per pod at least:\n{report}"
     );
 }
+
+/// Scaled down from the 1,000-supervisor run in BENCHMARKS.md: 60 supervisors checking two
+/// objects every 2 s against a vault that lets 20 GETs through per second (60 per second
+/// wanted), so many checks are throttled. No check may restart a pod; throttled checks are
+/// logged and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_of_supervisors_rides_out_throttled_checks_without_a_restart() {
+    let throttle = Throttle {
+        limit: 20,
+        window: Duration::from_secs(1),
+    };
+    let vault = Vault::start(
+        bins::injector().unwrap(),
+        Options {
+            throttle: Some(throttle),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let supervised = herd::SupervisedHerd {
+        pods: 60,
+        every_s: 2,
+        observe: Duration::from_secs(6),
+    };
+    let report = herd::run_supervised(&vault, &supervised, "120s").await;
+    assert_eq!(report.up, supervised.pods, "{report}");
+    assert!(
+        report.throttled > 0 && report.failed_check_lines > 0,
+        "no check was throttled, so this proved nothing:\n{report}"
+    );
+    assert!(
+        report.ok > 0,
+        "no check got through, so nothing was checked:\n{report}"
+    );
+    assert_eq!(report.ended_while_watched, 0, "{report}");
+    assert_eq!(report.restart_lines, 0, "{report}");
+    // SIGTERM forwarded to every program (a shell's `exec sleep`, killed by it): 128 + 15.
+    assert_eq!(
+        report.exit_codes.get("Some(143)"),
+        Some(&supervised.pods),
+        "{report}"
+    );
+}
