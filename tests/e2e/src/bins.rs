@@ -5,45 +5,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+pub use akv_test_support::cargo::workspace_root;
+use akv_test_support::cargo::{cargo_command, target_dir};
+
 use crate::error::{Error, Result};
 use crate::image::run;
-
-/// The workspace root (this crate lives in `tests/e2e`).
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// `cargo`, without the calling test crate's own `CARGO_PKG_*` / `CARGO_MANIFEST_*` variables
-/// (set by cargo test and nextest): build scripts that watch them (ring's does) would otherwise
-/// rebuild the binary and half its dependencies whenever another test crate asked last, as
-/// scripts/build-static.sh also avoids.
-fn cargo_command() -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        let per_crate = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CFG_"]
-            .iter()
-            .any(|prefix| text.starts_with(prefix))
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_BIN_NAME",
-                "OUT_DIR",
-            ]
-            .contains(&text.as_ref());
-        if per_crate {
-            command.env_remove(&name);
-        }
-    }
-    command
-}
 
 /// `akv-env-webhook` (debug build: it runs on this host).
 pub fn webhook_binary() -> Result<PathBuf> {

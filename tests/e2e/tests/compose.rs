@@ -6,9 +6,10 @@
 //! Needs root (runc) and the tools from scripts/setup.sh; fails saying so otherwise.
 
 use akv_env_e2e::app::hashed;
-use akv_env_e2e::scan::{Leak, LogCapture, find_in_bytes, find_in_dir};
+use akv_env_e2e::scan::LogCapture;
 use akv_env_e2e::story::{Admission, Story, parse_manifest};
 use akv_env_e2e::{ContainerRun, PodRun};
+use akv_test_support::leak::{Leak, find_in_bytes, find_in_dir};
 use serde_json::{Value, json};
 
 /// The program's output lines for these exact arguments and variables (`None`: unset).

@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use akv_env_e2e::app::hashed;
-use akv_env_e2e::scan::{LogCapture, find_in_bytes, find_in_dir};
+use akv_env_e2e::scan::LogCapture;
 use akv_env_e2e::story::{Story, VAULT};
+use akv_test_support::leak::{find_in_bytes, find_in_dir};
 use fake_keyvault::SecretAttributes;
 use serde_json::json;
 

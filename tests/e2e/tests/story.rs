@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use akv_env_e2e::PodRun;
-use akv_env_e2e::scan::{LogCapture, find_in_bytes, find_in_dir};
+use akv_env_e2e::scan::LogCapture;
 use akv_env_e2e::story::{CLIENT_ID, OTHER_CLIENT_ID, OTHER_SERVICE_ACCOUNT, Story, VAULT};
+use akv_test_support::leak::{find_in_bytes, find_in_dir};
 use fake_keyvault::{GrantMethod, ObjectKind, Throttle};
 use serde_json::{Value, json};
 

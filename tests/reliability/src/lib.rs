@@ -2,12 +2,11 @@
 //!
 //! The pieces the tests and the `akv-env-herd` driver share: finding (and building) the real
 //! binaries, starting `akv-env` with one pod's identity, the herd itself, and the pure parts
-//! (summarising a herd, the forms a leaked value can take) that are tested as tables.
+//! (summarising a herd) that are tested as tables. The leak scan is `akv_test_support::leak`.
 
 pub mod bins;
 pub mod herd;
 pub mod pod;
-pub mod scan;
 
 /// Errors of the harness; the tests and the driver report them and stop.
 #[derive(Debug, thiserror::Error)]

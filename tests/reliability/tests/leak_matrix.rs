@@ -1,5 +1,5 @@
 //! The leak matrix: every path the injector can take (success and each failure) at every log
-//! level, with distinctive values stored in the vault. Each value, and its base64 forms, is
+//! level, with distinctive values stored in the vault. Each value, in every encoded form, is
 //! looked for in stdout, stderr, `/proc/PID/cmdline` sampled during the run, and every file
 //! written under the run's HOME, TMPDIR and working directory. One line per (path, level,
 //! value, place) that leaks. Every path runs in exec mode and in supervisor mode
@@ -12,8 +12,8 @@ use std::time::Duration;
 use akv_env_reliability::{
     bins,
     pod::{Identity, Vault},
-    scan,
 };
+use akv_test_support::leak as scan;
 use fake_keyvault::{Options, SecretAttributes, Throttle};
 use sha2::{Digest as _, Sha256};
 

@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use akv_env_e2e::scan::{LogCapture, find_in_bytes, find_in_dir};
+use akv_env_e2e::scan::LogCapture;
 use akv_env_e2e::story::Story;
+use akv_test_support::leak::{find_in_bytes, find_in_dir};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use serde_json::Value;

@@ -1,0 +1,5 @@
+//! Test infrastructure the test crates share, written once: building the project's binaries
+//! ([`cargo`]) and looking for leaked secret values in every encoded form ([`leak`]).
+
+pub mod cargo;
+pub mod leak;
