@@ -9,6 +9,7 @@
 # Usage: scripts/build-images.sh [--skip-build] [--arch amd64,arm64] [--tag TAG]
 #                                [--push HOST:PORT [--insecure]] [--out DIR]
 #   --skip-build       reuse the binaries already built (target/<musl target>/{release,release-webhook})
+#   AKV_ENV_WEBHOOK_PROFILE  cargo profile of the webhook binary (default release-webhook; see Cargo.toml)
 #   --arch LIST        platforms to build (default amd64,arm64)
 #   --push REGISTRY    also copy both indexes (with --all: every platform) to REGISTRY as
 #                      REGISTRY/akv-env:TAG and REGISTRY/akv-env-webhook:TAG
@@ -57,7 +58,7 @@ target_of() { case "$1" in amd64) echo x86_64-unknown-linux-musl ;; arm64) echo 
 # binary ARCH NAME: where scripts/build-static.sh leaves it.
 binary() {
   local profile=release
-  [[ "$2" == akv-env-webhook ]] && profile=release-webhook
+  [[ "$2" == akv-env-webhook ]] && profile="${AKV_ENV_WEBHOOK_PROFILE:-release-webhook}"
   echo "$TARGET_DIR/$(target_of "$1")/$profile/$2"
 }
 

@@ -22,7 +22,7 @@ case "$ARCH" in
 esac
 case "$BINARY" in
   akv-env) PROFILE=release ;;
-  akv-env-webhook) PROFILE=release-webhook ;;
+  akv-env-webhook) PROFILE="${AKV_ENV_WEBHOOK_PROFILE:-release-webhook}" ;;
   *) die "unknown binary $BINARY (akv-env or akv-env-webhook)" ;;
 esac
 

@@ -15,6 +15,9 @@
 #   --insecure  R speaks plain HTTP (a local test registry)
 #   --skip-build  reuse the binaries already built
 #   --out DIR   where the artefacts go (default .cache/release/VERSION)
+# AKV_ENV_WEBHOOK_PROFILE (default release-webhook) builds the webhook with another cargo profile:
+# the release pipeline's own test uses release-quick (no LTO). Anything but release-webhook is
+# refused with --push unless AKV_ENV_ALLOW_UNOPTIMISED_RELEASE=1, and is recorded in release.json.
 # Writes to DIR: bin/<name>-linux-<arch>, sbom/<name>-linux-<arch>.cdx.json, images/ (OCI
 # layouts), akv-env-VERSION.tgz, SHA256SUMS, release.json (digests and references).
 set -euo pipefail
@@ -46,6 +49,13 @@ for field in version appVersion; do
 done
 grep -q "^## \[$VERSION\]" CHANGELOG.md || die "CHANGELOG.md has no \"## [$VERSION]\" section"
 out="${out:-${AKV_ENV_CACHE:-$ROOT/.cache}/release/$VERSION}"
+webhook_profile="${AKV_ENV_WEBHOOK_PROFILE:-release-webhook}"
+if [[ "$webhook_profile" != release-webhook ]]; then
+  [[ -z "$registry" || "${AKV_ENV_ALLOW_UNOPTIMISED_RELEASE:-}" == 1 ]] \
+    || die "AKV_ENV_WEBHOOK_PROFILE=$webhook_profile is for testing the pipeline; a pushed release builds the webhook with release-webhook (set AKV_ENV_ALLOW_UNOPTIMISED_RELEASE=1 to push anyway)"
+  log "warning: the webhook is built with profile $webhook_profile, not release-webhook"
+fi
+export AKV_ENV_WEBHOOK_PROFILE="$webhook_profile"
 repo="${registry:-ghcr.io/akv-env}"
 HELM="$(scripts/tools.sh)/helm"
 ARCHES=(amd64 arm64)
@@ -64,7 +74,7 @@ for arch in "${ARCHES[@]}"; do
       path="$(scripts/build-static.sh "$arch" "$bin" | tail -n1)"
       log "built $bin linux/$arch in $((SECONDS - t)) s: $(stat -c %s "$path") bytes"
     else
-      profile=release; [[ "$bin" == akv-env-webhook ]] && profile=release-webhook
+      profile=release; [[ "$bin" == akv-env-webhook ]] && profile="$webhook_profile"
       path="${CARGO_TARGET_DIR:-$ROOT/target}/$(target_of "$arch")/$profile/$bin"
       [[ -f "$path" ]] || die "$path not found (drop --skip-build)"
     fi
@@ -134,6 +144,7 @@ python3 - "$out/release.json" <<PY
 import json, sys
 json.dump({
   "version": "$VERSION",
+  "webhook_profile": "$webhook_profile",
   "images": {
     "injector": {"repository": "$repo/akv-env", "tag": "$VERSION", "digest": "$injector_digest"},
     "webhook": {"repository": "$repo/akv-env-webhook", "tag": "$VERSION", "digest": "$webhook_digest"},
