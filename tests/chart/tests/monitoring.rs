@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use akv_env_webhook::metrics::Outcome;
 use chart_tests::helm::{Helm, kubernetes_validate, workspace_root};
 use chart_tests::manifests::{of_kind, one, parse_documents};
 use promql_parser::parser::{Expr, parse};
@@ -29,6 +30,27 @@ const OTHER_EXPORTERS: &[&str] = &[
     // kube-state-metrics.
     "kube_deployment_status_replicas_available",
 ];
+
+/// Every outcome the webhook labels `akv_env_webhook_admissions_total` with.
+const OUTCOMES: &[Outcome] = &[
+    Outcome::Mutated,
+    Outcome::Skipped,
+    Outcome::Ignored,
+    Outcome::Denied,
+    Outcome::Invalid,
+];
+
+/// Outcomes named in a matcher are the webhook's own words for them.
+fn known_outcomes_only(context: &str, matchers: &[(String, String)]) {
+    for (_, value) in matchers.iter().filter(|(n, _)| n == "outcome") {
+        for outcome in value.split('|') {
+            assert!(
+                OUTCOMES.iter().any(|o| o.as_str() == outcome),
+                "{context}: outcome {outcome:?} is not one the webhook counts"
+            );
+        }
+    }
+}
 
 fn render(sets: &[&str]) -> (String, Vec<Json>) {
     let helm = Helm::locate().unwrap_or_else(|e| panic!("{e}"));
@@ -182,6 +204,7 @@ fn alerts_render_validate_parse_and_follow_the_values() {
             let mut found = Vec::new();
             selectors(&expr, &mut found);
             for (metric, matchers) in &found {
+                known_outcomes_only(&context, matchers);
                 // Every webhook series is this release's: job (the Service) and namespace.
                 if metric.starts_with("akv_env_webhook_") || metric == "up" {
                     for (label, want) in [("job", FULLNAME), ("namespace", NAMESPACE)] {
@@ -357,7 +380,11 @@ fn dashboard_config_map_is_labelled_for_the_grafana_sidecar_and_its_queries_pars
     let unique: BTreeSet<String> = ids.iter().map(|i| i.to_string()).collect();
     assert_eq!(unique.len(), ids.len(), "panel ids are unique");
     for (context, query) in dashboard_queries(&dashboard) {
-        parse_promql(&context, &query);
+        let mut found = Vec::new();
+        selectors(&parse_promql(&context, &query), &mut found);
+        for (_, matchers) in &found {
+            known_outcomes_only(&context, matchers);
+        }
     }
 
     // Without a namespace override it goes to the release namespace.
