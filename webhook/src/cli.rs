@@ -61,6 +61,20 @@ pub struct MutationArgs {
     #[arg(long, env = "AKV_ENV_WEBHOOK_INJECTOR_IMAGE")]
     pub injector_image: String,
 
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+impl MutationArgs {
+    pub fn config(&self) -> akv_mutation::Config {
+        self.policy.config(self.injector_image.clone())
+    }
+}
+
+/// How pods are mutated, apart from the injector image: declared once for `serve` and
+/// `inject`, so the offline CLI cannot drift from what admission does.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
     /// Vault (name or https URL) for placeholders without `?vault=` when neither the pod nor
     /// its namespace has an `akv-env.io/vault` annotation.
     #[arg(long, env = "AKV_ENV_WEBHOOK_DEFAULT_VAULT", value_parser = parse_vault)]
@@ -71,15 +85,17 @@ pub struct MutationArgs {
 
     #[command(flatten)]
     pub trust: TrustArgs,
+
     /// Shortest `akv-env.io/restart-on-change` check interval pods get; shorter ones are raised
     /// to it (with a warning), so no pod polls Key Vault every second.
     #[arg(long, env = "AKV_ENV_WEBHOOK_RESTART_ON_CHANGE_FLOOR", default_value = "1m", value_parser = parse_duration)]
     pub restart_on_change_floor: Duration,
 }
 
-impl MutationArgs {
-    pub fn config(&self) -> akv_mutation::Config {
-        let mut config = akv_mutation::Config::new(self.injector_image.clone());
+impl PolicyArgs {
+    /// The mutation's settings with `injector_image` in the added init container.
+    pub fn config(&self, injector_image: String) -> akv_mutation::Config {
+        let mut config = akv_mutation::Config::new(injector_image);
         config.default_vault = self.default_vault.clone();
         self.init_container.apply(&mut config);
         config.trust = self.trust.policy();
@@ -531,20 +547,12 @@ pub struct InjectArgs {
     )]
     pub injector_image: Option<String>,
 
-    /// Vault (name or https URL) for placeholders without `?vault=` when neither the pod nor
-    /// its namespace has an `akv-env.io/vault` annotation.
-    #[arg(long, env = "AKV_ENV_WEBHOOK_DEFAULT_VAULT", value_parser = parse_vault)]
-    pub default_vault: Option<Vault>,
-
     /// The namespace's `akv-env.io/vault` annotation, which cannot be read offline.
     #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_VAULT")]
     pub namespace_vault: Option<String>,
 
     #[command(flatten)]
-    pub trust: TrustArgs,
-    /// Shortest `akv-env.io/restart-on-change` check interval (as the cluster's webhook has it).
-    #[arg(long, env = "AKV_ENV_WEBHOOK_RESTART_ON_CHANGE_FLOOR", default_value = "1m", value_parser = parse_duration)]
-    pub restart_on_change_floor: Duration,
+    pub policy: PolicyArgs,
 
     /// Read ENTRYPOINT/CMD from registries (anonymously) for containers without `command`.
     #[arg(long, env = "AKV_ENV_WEBHOOK_IMAGE_LOOKUP", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -573,20 +581,13 @@ pub struct InjectArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
-
-    #[command(flatten)]
-    pub init_container: InitContainerArgs,
 }
 
 impl InjectArgs {
     /// The mutation's settings (`--injector-image` is present unless `--check` is given).
     pub fn config(&self) -> akv_mutation::Config {
-        let mut config = akv_mutation::Config::new(self.injector_image.clone().unwrap_or_default());
-        config.default_vault = self.default_vault.clone();
-        self.init_container.apply(&mut config);
-        config.trust = self.trust.policy();
-        config.restart_floor = self.restart_on_change_floor;
-        config
+        self.policy
+            .config(self.injector_image.clone().unwrap_or_default())
     }
 
     /// `--check`'s settings.

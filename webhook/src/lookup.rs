@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use akv_mutation::{Entrypoints, ImageEntrypoint, ImageLookup};
-use akv_registry::{DockerConfig, ImageResolver, Platform};
+use akv_registry::{CacheStats, DockerConfig, ImageResolver, Platform};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Api;
 
@@ -22,23 +22,15 @@ pub struct LookupRequest<'a> {
     pub service_account: &'a str,
 }
 
-/// Counters of a source that has a cache, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LookupStats {
-    pub lookups: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub errors: u64,
-}
-
 pub type EntrypointsFuture<'a> = Pin<Box<dyn Future<Output = Entrypoints> + Send + 'a>>;
 
 /// Answers every image of a request: its entrypoint, or why it is not known.
 pub trait EntrypointSource: Send + Sync {
     fn entrypoints<'a>(&'a self, request: LookupRequest<'a>) -> EntrypointsFuture<'a>;
 
-    fn stats(&self) -> LookupStats {
-        LookupStats::default()
+    /// The cache's counters for `/metrics`; a source without a cache has none.
+    fn stats(&self) -> CacheStats {
+        CacheStats::default()
     }
 }
 
@@ -195,13 +187,7 @@ impl EntrypointSource for Registries {
         })
     }
 
-    fn stats(&self) -> LookupStats {
-        let s = self.resolver.stats();
-        LookupStats {
-            lookups: s.lookups,
-            hits: s.hits,
-            misses: s.misses,
-            errors: s.errors,
-        }
+    fn stats(&self) -> CacheStats {
+        self.resolver.stats()
     }
 }
