@@ -22,8 +22,7 @@ CONNECTIONS="${2:-50}"
 RATE="${3:-1000}"
 FLOOR_PORT=18443 HOOK_PORT=18444 HEALTH_PORT=18081 REGISTRY_PORT=18500
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+SCRIPT_NAME=bench; source "$ROOT/scripts/lib.sh"
 
 [[ -x "$OHA" ]] || die "oha not found at $OHA; run: cargo install oha --locked --root $CACHE/tools"
 for tool in openssl jq docker-registry umoci skopeo; do
@@ -69,7 +68,7 @@ http: {addr: 127.0.0.1:$REGISTRY_PORT}
 EOF
 docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.1; done
+wait_until 50 curl -fs "http://127.0.0.1:$REGISTRY_PORT/v2/" || die "the registry on port $REGISTRY_PORT never answered"
 umoci init --layout "$WORK/oci" >/dev/null
 umoci new --image "$WORK/oci:app" >/dev/null
 umoci config --image "$WORK/oci:app" --config.entrypoint /docker-entrypoint.sh \
@@ -94,7 +93,7 @@ KUBECONFIG=/nonexistent RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$HOOK_POR
   2>"$WORK/webhook.log" &
 HOOK_PID=$!
 PIDS+=($HOOK_PID)
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null && break; sleep 0.1; done
+wait_until 50 curl -fs "http://127.0.0.1:$HEALTH_PORT/readyz" || die "the webhook never became ready"
 curl -fs "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null || die "webhook not ready: $(cat "$WORK/webhook.log")"
 
 # Warm the entrypoint cache, and check each body is answered as intended.

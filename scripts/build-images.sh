@@ -23,8 +23,7 @@ CACHE="${AKV_ENV_CACHE:-$ROOT/.cache}"
 OUT="$CACHE/images"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-log() { printf '[build-images] %s\n' "$*" >&2; }
-die() { printf '[build-images] error: %s\n' "$*" >&2; exit 1; }
+SCRIPT_NAME=build-images; source "$ROOT/scripts/lib.sh"
 
 build=1 push="" tls=true arches="amd64,arm64" TAG=""
 while (($#)); do
@@ -71,22 +70,11 @@ if ((build)); then
   done
 fi
 
-static_check() {
-  local want desc
-  case "$2" in amd64) want="x86-64" ;; arm64) want="ARM aarch64" ;; esac
-  desc="$(file -b "$1")"
-  case "$desc" in
-    *static-pie*|*"statically linked"*) ;;
-    *) die "$1 is not statically linked: $desc" ;;
-  esac
-  [[ "$desc" == *"$want"* ]] || die "$1 is not a $want binary: $desc"
-}
-
 # image LAYOUT ARCH BINARY ENTRY [CMD]: one image (one layer) tagged TAG-ARCH in LAYOUT.
 image() {
   local layout="$1" arch="$2" binary="$3" entry="$4" cmd="${5:-}"
   [[ -f "$binary" ]] || die "$binary not found (build it, or drop --skip-build)"
-  static_check "$binary" "$arch"
+  check_static "$binary" "$arch"
   local ref="$layout:$TAG-$arch" bundle
   bundle="$(mktemp -d)"
   umoci new --image "$ref"

@@ -11,13 +11,13 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-die() { echo "build-static: $*" >&2; exit 1; }
+SCRIPT_NAME=build-static; source "$ROOT/scripts/lib.sh"
 
 ARCH="${1:-amd64}"
 BINARY="${2:-akv-env}"
 case "$ARCH" in
-  amd64) TARGET=x86_64-unknown-linux-musl; MACHINE="x86-64" ;;
-  arm64) TARGET=aarch64-unknown-linux-musl; MACHINE="ARM aarch64" ;;
+  amd64) TARGET=x86_64-unknown-linux-musl ;;
+  arm64) TARGET=aarch64-unknown-linux-musl ;;
   *) die "unknown architecture $ARCH (amd64 or arm64)" ;;
 esac
 case "$BINARY" in
@@ -37,19 +37,7 @@ done
 cargo build --profile "$PROFILE" --locked -p "$BINARY" --bin "$BINARY" --target "$TARGET" >&2
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/$TARGET/$PROFILE/$BINARY"
-desc="$(file -b "$BIN")"
-echo "file: $desc" >&2
-case "$desc" in
-  *static-pie*|*"statically linked"*) ;;
-  *) die "$BIN is not statically linked" ;;
-esac
-[[ "$desc" == *"$MACHINE"* ]] || die "$BIN is not a $MACHINE binary: $desc"
-# Nothing to load at run time: no interpreter, no DT_NEEDED (ldd cannot read a foreign arch).
-if LC_ALL=C readelf -l "$BIN" | grep -q 'Requesting program interpreter'; then
-  die "$BIN asks for a program interpreter"
-fi
-if LC_ALL=C readelf -d "$BIN" | grep -q '(NEEDED)'; then
-  die "$BIN needs shared libraries: $(readelf -d "$BIN" | grep '(NEEDED)' | tr -s ' ')"
-fi
+echo "file: $(file -b "$BIN")" >&2
+check_static "$BIN" "$ARCH"
 echo "size: $(stat -c %s "$BIN") bytes ($ARCH $BINARY)" >&2
 echo "$BIN"

@@ -23,8 +23,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-log() { printf '[release] %s\n' "$*" >&2; }
-die() { printf '[release] error: %s\n' "$*" >&2; exit 1; }
+SCRIPT_NAME=release; source "$ROOT/scripts/lib.sh"
 
 VERSION="" registry="" insecure=0 build=1 out=""
 while (($#)); do

