@@ -27,7 +27,7 @@ struct Webhook {
 
 impl Webhook {
     fn spawn(body_limit: usize) -> Webhook {
-        let ca = TestCa::new();
+        let ca = TestCa::new("akv-env test CA");
         let mut secret = SecretDir::new();
         let (cert, key) = ca.leaf();
         secret.write(&cert, &key);

@@ -447,7 +447,7 @@ async fn the_certificate_is_reloaded_when_the_secret_changes() {
 
 #[tokio::test]
 async fn not_ready_until_a_certificate_can_be_loaded() {
-    let ca = common::TestCa::new();
+    let ca = common::TestCa::new("akv-env test CA");
     let mut running = common::start_with(Options::default(), ca, common::SecretDir::new()).await;
     let health = running.server.health_addr;
     let (status, text) = common::get(health, "/readyz").await;

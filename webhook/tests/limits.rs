@@ -185,7 +185,7 @@ impl Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slowloris_connections_are_cut_and_reviews_keep_flowing() {
-    let ca = Arc::new(TestCa::new());
+    let ca = Arc::new(TestCa::new("akv-env test CA"));
     let webhook = WebhookProcess::spawn(
         Path::new(BIN),
         &ca,
@@ -330,7 +330,7 @@ fn review_of_size(size: usize) -> Vec<u8> {
 async fn parallel_maximum_size_bodies_stay_under_the_memory_limit() {
     const LIMIT: usize = 3 * 1024 * 1024;
     const PARALLEL: usize = 64;
-    let ca = Arc::new(TestCa::new());
+    let ca = Arc::new(TestCa::new("akv-env test CA"));
     // Default limits but the body deadline: 64 connections pushing 3 MiB each through TLS in a
     // debug build on a busy 2-core machine can take longer than 5 s, and this test is about
     // memory, not the deadline (the slowloris test covers that).

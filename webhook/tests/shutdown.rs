@@ -11,7 +11,7 @@ use common::{Connection, Protocol, TestCa, WebhookProcess, fixture, read_answer}
 #[tokio::test]
 async fn sigterm_finishes_the_in_flight_review() {
     let registry = common::silent_registry();
-    let ca = TestCa::new();
+    let ca = TestCa::new("akv-env test CA");
     let mut webhook = WebhookProcess::spawn(
         Path::new(env!("CARGO_BIN_EXE_akv-env-webhook")),
         &ca,

@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
+use akv_test_support::pki::TestCa;
 use serde_json::Value;
 
 use crate::error::{Error, Result, io};
@@ -36,30 +34,6 @@ pub struct WebhookServer {
     pub ca_pem: String,
 }
 
-/// A CA and a serving certificate for `localhost`/127.0.0.1 issued by it (webpki refuses a
-/// self-signed leaf): (ca pem, cert pem, key pem).
-pub fn serving_pki() -> Result<(String, String, String)> {
-    let err = |e: rcgen::Error| Error::Other(format!("generating the webhook's certificates: {e}"));
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "akv-env e2e webhook CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().map_err(err)?;
-    let mut leaf = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "akv-env-webhook.akv-env.svc".to_string(),
-    ])
-    .map_err(err)?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "akv-env-webhook.akv-env.svc");
-    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
-    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
-}
-
 impl WebhookServer {
     /// Writes the certificates under `dir`, starts the binary on free loopback ports, and waits
     /// until `/readyz` answers 200.
@@ -71,27 +45,17 @@ impl WebhookServer {
             )));
         }
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let (ca_pem, cert_pem, key_pem) = serving_pki()?;
+        // webpki refuses a self-signed leaf: a CA and a leaf it issues.
+        let ca = TestCa::new("akv-env e2e webhook CA");
+        let (cert_pem, key_pem) =
+            ca.leaf_for(&["akv-env-webhook.akv-env.svc", "localhost", "127.0.0.1"]);
         let cert = dir.join("tls.crt");
         let key = dir.join("tls.key");
         std::fs::write(&cert, cert_pem).map_err(io("writing tls.crt"))?;
         std::fs::write(&key, key_pem).map_err(io("writing tls.key"))?;
         let log_path = dir.join("webhook.log");
 
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            let c = c.map_err(|e| Error::Other(format!("reading the CA: {e}")))?;
-            roots
-                .add(c)
-                .map_err(|e| Error::Other(format!("trusting the CA: {e}")))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Other(format!("TLS client: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = Arc::unwrap_or_clone(ca.client_config(&[]));
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(Duration::from_secs(30))
@@ -137,7 +101,7 @@ impl WebhookServer {
                     addr,
                     client,
                     log_path,
-                    ca_pem,
+                    ca_pem: ca.pem(),
                 });
             }
             let _ = child.kill();

@@ -7,56 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::Digest as _;
 
-/// A test CA; leaves it issues are for 127.0.0.1.
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key pair");
-        TestCa {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("self-signed CA"),
-        }
-    }
-
-    /// The CA certificate, as `--registry-ca-file` takes it.
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A server config presenting a leaf for 127.0.0.1 issued by this CA.
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "stand-in");
-        let key = KeyPair::generate().expect("key pair");
-        let leaf = params.signed_by(&key, &self.issuer).expect("leaf");
-        let chain = vec![
-            CertificateDer::from(leaf.der().to_vec()),
-            CertificateDer::from(self.issuer.der().to_vec()),
-        ];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate");
-        Arc::new(config)
-    }
-}
+/// The test CA: `server_config()` presents a leaf for localhost and 127.0.0.1.
+pub use akv_test_support::pki::TestCa;
 
 /// A server on 127.0.0.1 that counts the connections it accepts. Runs until the test's
 /// runtime ends.

@@ -131,7 +131,7 @@ async fn certificate_rotated_under_load_fails_no_review() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drops_no_review() {
     let registry_addr = common::silent_registry();
-    let ca = common::TestCa::new();
+    let ca = common::TestCa::new("akv-env test CA");
     let mut webhook = common::WebhookProcess::spawn(
         &bins::webhook().unwrap(),
         &ca,

@@ -1,5 +1,6 @@
 //! Test infrastructure the test crates share, written once: building the project's binaries
-//! ([`cargo`]) and looking for leaked secret values in every encoded form ([`leak`]).
+//! ([`cargo`]), a test CA ([`pki`]) and looking for leaked secret values in every encoded form ([`leak`]).
 
 pub mod cargo;
 pub mod leak;
+pub mod pki;

@@ -1,4 +1,4 @@
-//! Test harness: a test CA issuing leaf certificates (rcgen), an HTTPS client speaking HTTP/1.1
+//! Test harness: a test CA (`akv_test_support::pki`), an HTTPS client speaking HTTP/1.1
 //! or HTTP/2 (hyper over tokio-rustls) that reports the certificate the server presented, and
 //! an in-process webhook, and the webhook binary as a child process.
 #![allow(dead_code)]
@@ -19,9 +19,7 @@ use akv_env_webhook::tls::CertStore;
 use axum::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -153,50 +151,7 @@ impl Drop for WebhookProcess {
 
 pub const INJECTOR: &str = "registry.example/akv-env:1.0";
 
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "akv-env test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        TestCa { issuer }
-    }
-
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf for `localhost` and 127.0.0.1: (certificate PEM, key PEM).
-    pub fn leaf(&self) -> (String, String) {
-        let params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(self.pem().as_bytes()).unwrap())
-            .unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
-    }
-}
+pub use akv_test_support::pki::TestCa;
 
 /// Certificate files laid out like a mounted Kubernetes Secret: `tls.crt` and `tls.key` are
 /// symlinks into `..data`, itself a symlink to a timestamped directory swapped on update.
@@ -272,7 +227,7 @@ pub struct Running {
 
 /// Starts the webhook in-process on loopback, with a fresh CA and leaf.
 pub async fn start(options: Options) -> Running {
-    let ca = TestCa::new();
+    let ca = TestCa::new("akv-env test CA");
     let mut secret = SecretDir::new();
     let (cert, key) = ca.leaf();
     secret.write(&cert, &key);
