@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akv_mutation::{
-    Entrypoints, Mutation, NamespaceFacts, Skip, asks_for_managed_identity, needs_namespace_vault,
-    plan_in,
+    Mutation, NamespaceFacts, Skip, asks_for_managed_identity, needs_namespace_vault, plan_in,
 };
 use base64::Engine;
 use kube::core::DynamicObject;
@@ -16,9 +15,10 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::lookup::{EntrypointSource, LookupRequest};
+use crate::lookup::EntrypointSource;
 use crate::metrics::{Metrics, Outcome};
 use crate::namespaces::NamespaceSource;
+use crate::pipeline;
 
 /// Everything a review needs; shared by all requests.
 pub struct Admitter {
@@ -226,46 +226,33 @@ impl Admitter {
             Ok(p) => p,
             Err(denial) => return Decision::Deny(denial.to_string()),
         };
-        let lookups = plan.images_to_look_up();
-        let entrypoints = if lookups.is_empty() {
-            Entrypoints::new()
-        } else {
-            // Lookups read the pod's pull Secrets and ServiceAccount: only for namespaces that
-            // opted in, whatever the review claims (`/mutate` answers anyone who reaches it).
-            // The refusal says nothing about the Secrets named.
+        // Lookups read the pod's pull Secrets and ServiceAccount: only for namespaces that
+        // opted in, whatever the review claims (`/mutate` answers anyone who reaches it).
+        // The refusal says nothing about the Secrets named.
+        let namespace_selected = || async {
             match self.namespaces.enabled(namespace).await {
-                Ok(true) => {}
+                Ok(true) => Ok(()),
                 Ok(false) => {
                     self.metrics.error("namespace_not_enabled");
-                    return Decision::Deny(format!(
+                    Err(format!(
                         "akv-env: namespace {namespace} is not selected by the webhook's \
                          namespace selector ({}), so its images are not looked up",
                         self.namespaces.selector()
-                    ));
+                    ))
                 }
                 Err(e) => {
                     self.metrics.error("namespace");
-                    return Decision::Deny(format!(
+                    Err(format!(
                         "akv-env: {e}, so image lookups cannot be made; retry, or set `command` \
                          on containers with placeholders"
-                    ));
+                    ))
                 }
             }
-            let request = LookupRequest {
-                namespace,
-                images: &lookups,
-                arch: plan.arch(),
-                pull_secrets: plan.image_pull_secrets(),
-                service_account: plan.service_account(),
-            };
-            self.entrypoints.entrypoints(request).await
         };
-        match plan.patch(&entrypoints) {
-            Ok(mutation) => match plan.skipped() {
-                Some(skip) => Decision::Skip(skip, mutation.warnings),
-                None => Decision::Patch(mutation),
-            },
-            Err(denial) => Decision::Deny(denial.to_string()),
+        match pipeline::mutate(&plan, namespace, &*self.entrypoints, namespace_selected).await {
+            Ok(pipeline::Outcome::Mutated(mutation)) => Decision::Patch(mutation),
+            Ok(pipeline::Outcome::Skipped(skip, warnings)) => Decision::Skip(skip, warnings),
+            Err(refusal) => Decision::Deny(refusal),
         }
     }
 }

@@ -7,10 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
-use akv_mutation::{ANNOTATION_INJECT, ANNOTATION_STATUS, Config, Entrypoints, Skip, plan};
+use akv_mutation::{ANNOTATION_INJECT, ANNOTATION_STATUS, Config, plan};
 use serde_json::Value;
 
-use crate::lookup::{EntrypointSource, LookupRequest};
+use crate::lookup::EntrypointSource;
+use crate::pipeline;
 use crate::selector::NamespaceSelector;
 
 /// The result of a successful run.
@@ -195,44 +196,31 @@ impl Context<'_> {
                 return;
             }
         };
-        let lookups = plan.images_to_look_up();
-        let entrypoints = if lookups.is_empty() {
-            Entrypoints::new()
-        } else {
-            let request = LookupRequest {
-                namespace,
-                images: &lookups,
-                arch: plan.arch(),
-                pull_secrets: plan.image_pull_secrets(),
-                service_account: plan.service_account(),
+        let mutation =
+            match pipeline::mutate(&plan, namespace, self.source, || async { Ok(()) }).await {
+                Ok(pipeline::Outcome::Mutated(mutation)) => mutation,
+                Ok(pipeline::Outcome::Skipped(_, warnings)) => {
+                    self.warn(&warnings);
+                    return;
+                }
+                Err(refusal) => {
+                    self.problems.push(format!("{}: {refusal}", self.label));
+                    return;
+                }
             };
-            self.source.entrypoints(request).await
-        };
-        let mutation = match plan.patch(&entrypoints) {
-            Ok(m) => m,
-            Err(denial) => {
-                self.problems.push(format!("{}: {denial}", self.label));
-                return;
-            }
-        };
-        self.warnings.extend(
-            mutation
-                .warnings
-                .iter()
-                .map(|w| format!("{}: {w}", self.label)),
-        );
-        if matches!(
-            plan.skipped(),
-            Some(Skip::NoPlaceholders | Skip::OptedOut | Skip::AlreadyMutated)
-        ) {
-            return;
-        }
+        self.warn(&mutation.warnings);
         if let Err(e) = json_patch::patch(template, &mutation.patch.0) {
             self.problems
                 .push(format!("{}: the patch does not apply: {e}", self.label));
             return;
         }
         *self.changed += 1;
+    }
+
+    /// Admission warnings, prefixed with the document they concern.
+    fn warn(&mut self, warnings: &[String]) {
+        self.warnings
+            .extend(warnings.iter().map(|w| format!("{}: {w}", self.label)));
     }
 }
 

@@ -13,6 +13,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod migrate;
 pub mod namespaces;
+pub mod pipeline;
 pub mod selector;
 pub mod server;
 pub mod tls;
