@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use akv_env_webhook::metrics::Outcome;
+use akv_test_support::pki::TestCa;
 use chart_tests::helm::{Helm, kubernetes_validate, workspace_root};
 use chart_tests::manifests::{of_kind, one, parse_documents};
 use promql_parser::parser::{Expr, parse};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value as Json;
@@ -509,59 +509,25 @@ impl Drop for Webhook {
     }
 }
 
-/// Builds the webhook binary (a no-op when fresh). `cargo` without the calling test's own
-/// per-crate variables, which build scripts watch (they would rebuild half the tree).
+/// The webhook binary: `AKV_ENV_WEBHOOK_BIN`, or the workspace's debug build (a no-op when fresh).
 fn webhook_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("AKV_ENV_WEBHOOK_BIN") {
         return path.into();
     }
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CFG_"]
-            .iter()
-            .any(|p| text.starts_with(p))
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_BIN_NAME",
-                "OUT_DIR",
-            ]
-            .contains(&text.as_ref())
-        {
-            command.env_remove(&name);
-        }
-    }
-    let status = command
-        .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", "akv-env-webhook", "--bin"])
-        .arg("akv-env-webhook")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build -p akv-env-webhook failed");
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("debug/akv-env-webhook")
+    akv_test_support::cargo::build("akv-env-webhook", "akv-env-webhook")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Webhook {
     fn start() -> Webhook {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let ca = TestCa::new("akv-env monitoring test CA");
+        let (cert, key) = ca.leaf_for(&["localhost"]);
         let dir =
             std::env::temp_dir().join(format!("akv-env-chart-monitoring-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let dir = TempDir(dir);
-        std::fs::write(dir.0.join("tls.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.0.join("tls.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.0.join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.0.join("tls.key"), key).unwrap();
 
         let mut child = Command::new(webhook_binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -598,7 +564,7 @@ impl Webhook {
             child,
             https,
             health,
-            ca_pem: ca_cert.pem(),
+            ca_pem: ca.pem(),
             _dir: dir,
         }
     }
