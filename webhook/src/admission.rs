@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akv_mutation::{
-    Mutation, NamespaceFacts, Skip, asks_for_managed_identity, needs_namespace_vault, plan_in,
+    Mutation, NamespaceFacts, Skip, asks_for_managed_identity, needs_namespace_cloud,
+    needs_namespace_vault, plan_in,
 };
 use base64::Engine;
 use kube::core::DynamicObject;
@@ -201,12 +202,17 @@ impl Admitter {
     }
 
     async fn decide(&self, pod: &Value, namespace: &str) -> Decision {
-        let facts = if needs_namespace_vault(pod) || asks_for_managed_identity(pod) {
+        let needs_cloud = needs_namespace_cloud(pod, &self.config.trust);
+        let facts = if needs_namespace_vault(pod) || asks_for_managed_identity(pod) || needs_cloud {
             let facts = async {
                 Ok::<_, String>(NamespaceFacts {
                     vault: self.namespaces.vault_annotation(namespace).await?,
                     allow_managed_identity: asks_for_managed_identity(pod)
                         && self.namespaces.allows_managed_identity(namespace).await?,
+                    cloud: match needs_cloud {
+                        true => self.namespaces.cloud_annotation(namespace).await?,
+                        false => None,
+                    },
                 })
             };
             match facts.await {
