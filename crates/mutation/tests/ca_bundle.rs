@@ -60,12 +60,20 @@ fn every_wrapped_container_trusts_the_bundle_the_init_container_writes() {
             "/b"
         ])
     );
-    assert_eq!(args(2), Value::Null, "a container without placeholders is not touched");
+    assert_eq!(
+        args(2),
+        Value::Null,
+        "a container without placeholders is not touched"
+    );
     // The bundle lives in the injector's own volume, mounted read-only.
     for i in [0, 1] {
-        let mounts = patched["spec"]["containers"][i]["volumeMounts"].as_array().unwrap();
+        let mounts = patched["spec"]["containers"][i]["volumeMounts"]
+            .as_array()
+            .unwrap();
         assert!(
-            mounts.contains(&json!({"name": "akv-env", "mountPath": "/akv-env/bin", "readOnly": true})),
+            mounts.contains(
+                &json!({"name": "akv-env", "mountPath": "/akv-env/bin", "readOnly": true})
+            ),
             "{mounts:?}"
         );
     }
@@ -73,7 +81,10 @@ fn every_wrapped_container_trusts_the_bundle_the_init_container_writes() {
     // Without a bundle: no env on the init container, no flag.
     let patched = admit(&p, &config(false)).unwrap();
     assert_eq!(patched["spec"]["initContainers"][0]["env"], Value::Null);
-    assert_eq!(patched["spec"]["containers"][0]["args"], json!(["--", "/a"]));
+    assert_eq!(
+        patched["spec"]["containers"][0]["args"],
+        json!(["--", "/a"])
+    );
 }
 
 #[test]
@@ -91,8 +102,10 @@ fn the_pod_cannot_put_its_own_file_where_the_bundle_is() {
         ),
         (
             "a mount at the injector's directory",
-            pod(json!([{"name": "a", "image": "x", "command": ["/a"], "env": placeholder,
-                "volumeMounts": [{"name": "fake", "mountPath": "/akv-env/bin/"}]}])),
+            pod(
+                json!([{"name": "a", "image": "x", "command": ["/a"], "env": placeholder,
+                "volumeMounts": [{"name": "fake", "mountPath": "/akv-env/bin/"}]}]),
+            ),
             "already mounts volume \"fake\" at /akv-env/bin",
         ),
         (
