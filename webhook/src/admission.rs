@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_mutation::{
-    Mutation, NamespaceFacts, Skip, asks_for_managed_identity, needs_namespace_vault, plan_in,
-};
+use akv_mutation::{NamespaceFacts, asks_for_managed_identity, needs_namespace_vault, plan_in};
 use base64::Engine;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -38,93 +36,34 @@ pub enum Reply {
     BadRequest(String),
 }
 
-/// What the pure part decided, before it becomes a response.
-enum Decision {
-    Patch(Mutation),
-    Skip(Skip, Vec<String>),
-    Deny(String),
+/// What one review came to: the reply, and what the metrics count.
+struct Answer {
+    reply: Reply,
+    outcome: Outcome,
+    /// Containers wrapped (0 unless mutated).
+    wrapped: usize,
 }
 
-impl Admitter {
-    pub async fn review(&self, body: &[u8]) -> Reply {
-        let started = Instant::now();
-        let (reply, outcome, wrapped) = self.answer(body).await;
-        self.metrics.admission(outcome, started.elapsed(), wrapped);
-        reply
-    }
-
-    async fn answer(&self, body: &[u8]) -> (Reply, Outcome, usize) {
-        let mut value: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                self.metrics.error("bad_request");
-                return (
-                    Reply::BadRequest(format!("the request body is not JSON: {e}")),
-                    Outcome::Invalid,
-                    0,
-                );
-            }
-        };
-        // The objects are taken out before the typed read so they are not copied into it: the
-        // decision uses the raw JSON, exactly as sent.
-        let object = value
-            .get_mut("request")
-            .and_then(Value::as_object_mut)
-            .map(|request| {
-                request.remove("oldObject");
-                request.remove("object")
-            });
-        let pod = object.flatten();
-        let review = match AdmissionReview::<DynamicObject>::deserialize(&value) {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.error("bad_request");
-                return (
-                    Reply::BadRequest(format!("the request body is not an AdmissionReview: {e}")),
-                    Outcome::Invalid,
-                    0,
-                );
-            }
-        };
-        // kube echoes the request's kind and apiVersion into the answer, so a body claiming to be
-        // something else would get an answer the API server cannot read (found by fuzzing).
-        if review.types.kind != "AdmissionReview"
-            || !matches!(
-                review.types.api_version.as_str(),
-                "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
-            )
-        {
-            self.metrics.error("bad_request");
-            return (
-                Reply::BadRequest(format!(
-                    "the request body is not an AdmissionReview: kind {:?}, apiVersion {:?} \
-                     (want kind \"AdmissionReview\", apiVersion \"admission.k8s.io/v1\")",
-                    review.types.kind, review.types.api_version
-                )),
-                Outcome::Invalid,
-                0,
-            );
+impl Answer {
+    fn review(response: AdmissionResponse, outcome: Outcome) -> Answer {
+        Answer {
+            reply: Reply::Review(encode(response)),
+            outcome,
+            wrapped: 0,
         }
-        let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-            Ok(r) => r,
-            Err(_) => {
-                self.metrics.error("bad_request");
-                let response = AdmissionResponse::invalid("the AdmissionReview has no request");
-                return (Reply::Review(encode(response)), Outcome::Invalid, 0);
-            }
-        };
-        let response = AdmissionResponse::from(&request);
-        let is_pod_create = request.kind.group.is_empty()
-            && request.kind.kind == "Pod"
-            && request.operation == Operation::Create
-            && request
-                .sub_resource
-                .as_deref()
-                .unwrap_or_default()
-                .is_empty();
-        let (true, Some(pod)) = (is_pod_create, pod.as_ref()) else {
-            return (Reply::Review(encode(response)), Outcome::Ignored, 0);
-        };
+    }
+}
+
+/// The pod a review is about, named for the logs.
+struct Subject<'a> {
+    uid: &'a str,
+    namespace: String,
+    name: &'a str,
+    dry_run: bool,
+}
+
+impl<'a> Subject<'a> {
+    fn of(request: &'a AdmissionRequest<DynamicObject>, pod: &'a Value) -> Subject<'a> {
         let namespace = request
             .namespace
             .clone()
@@ -139,14 +78,49 @@ impl Admitter {
             .or_else(|| pod.pointer("/metadata/generateName"))
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let uid = request.uid.as_str();
+        Subject {
+            uid: request.uid.as_str(),
+            namespace,
+            name,
+            dry_run: request.dry_run,
+        }
+    }
+}
 
-        let decision = match tokio::time::timeout(self.timeout, self.decide(pod, &namespace)).await
+impl Admitter {
+    pub async fn review(&self, body: &[u8]) -> Reply {
+        let started = Instant::now();
+        let answer = self.answer(body).await;
+        self.metrics
+            .admission(answer.outcome, started.elapsed(), answer.wrapped);
+        answer.reply
+    }
+
+    /// Decode, decide, encode.
+    async fn answer(&self, body: &[u8]) -> Answer {
+        let (request, pod) = match decode(body) {
+            Ok(decoded) => decoded,
+            Err(answer) => {
+                self.metrics.error("bad_request");
+                return answer;
+            }
+        };
+        let response = AdmissionResponse::from(&request);
+        let pod = pod.filter(|_| is_pod_create(&request));
+        let Some(pod) = pod.as_ref() else {
+            return Answer::review(response, Outcome::Ignored);
+        };
+        let subject = Subject::of(&request, pod);
+        let decision = match tokio::time::timeout(
+            self.timeout,
+            self.decide(pod, &subject.namespace),
+        )
+        .await
         {
             Ok(decision) => decision,
             Err(_) => {
                 self.metrics.error("timeout");
-                Decision::Deny(format!(
+                Err(format!(
                     "akv-env: the mutation did not finish within {:?} (an image registry or the \
                      API server is slow); set `command` on containers with placeholders to avoid \
                      image lookups",
@@ -154,53 +128,61 @@ impl Admitter {
                 ))
             }
         };
+        self.respond(response, decision, &subject)
+    }
+
+    /// The decision as a response, logged once.
+    fn respond(
+        &self,
+        mut response: AdmissionResponse,
+        decision: Result<pipeline::Outcome, String>,
+        subject: &Subject<'_>,
+    ) -> Answer {
+        let Subject {
+            uid,
+            namespace,
+            name,
+            dry_run,
+        } = subject;
         match decision {
-            Decision::Patch(mutation) => {
+            Ok(pipeline::Outcome::Mutated(mutation)) => {
                 let wrapped: Vec<String> =
                     mutation.wrapped.iter().map(ToString::to_string).collect();
-                tracing::info!(
-                    uid,
-                    namespace,
-                    pod = name,
-                    ?wrapped,
-                    dry_run = request.dry_run,
-                    "pod mutated"
-                );
-                let count = wrapped.len();
+                let denied_instead = response.clone();
                 let mut response = match response.with_patch(mutation.patch) {
                     Ok(r) => r,
                     Err(e) => {
                         self.metrics.error("internal");
-                        let denied = AdmissionResponse::from(&request)
-                            .deny(format!("akv-env: cannot encode the patch: {e}"));
-                        return (Reply::Review(encode(denied)), Outcome::Denied, 0);
+                        let denied =
+                            denied_instead.deny(format!("akv-env: cannot encode the patch: {e}"));
+                        return Answer::review(denied, Outcome::Denied);
                     }
                 };
+                tracing::info!(uid, namespace, pod = name, ?wrapped, dry_run, "pod mutated");
                 if !mutation.warnings.is_empty() {
                     response.warnings = Some(mutation.warnings);
                 }
-                (Reply::Review(encode(response)), Outcome::Mutated, count)
+                Answer {
+                    wrapped: wrapped.len(),
+                    ..Answer::review(response, Outcome::Mutated)
+                }
             }
-            Decision::Skip(skip, warnings) => {
+            Ok(pipeline::Outcome::Skipped(skip, warnings)) => {
                 tracing::debug!(uid, namespace, pod = name, ?skip, "pod left alone");
-                let mut response = response;
                 if !warnings.is_empty() {
                     response.warnings = Some(warnings);
                 }
-                (Reply::Review(encode(response)), Outcome::Skipped, 0)
+                Answer::review(response, Outcome::Skipped)
             }
-            Decision::Deny(reason) => {
+            Err(reason) => {
                 tracing::info!(uid, namespace, pod = name, %reason, "pod refused");
-                (
-                    Reply::Review(encode(response.deny(reason))),
-                    Outcome::Denied,
-                    0,
-                )
+                Answer::review(response.deny(reason), Outcome::Denied)
             }
         }
     }
 
-    async fn decide(&self, pod: &Value, namespace: &str) -> Decision {
+    /// Namespace facts -> plan -> the shared pipeline. Err is the refusal.
+    async fn decide(&self, pod: &Value, namespace: &str) -> Result<pipeline::Outcome, String> {
         let facts = if needs_namespace_vault(pod) || asks_for_managed_identity(pod) {
             let facts = async {
                 Ok::<_, String>(NamespaceFacts {
@@ -209,23 +191,17 @@ impl Admitter {
                         && self.namespaces.allows_managed_identity(namespace).await?,
                 })
             };
-            match facts.await {
-                Ok(v) => v,
-                Err(e) => {
-                    self.metrics.error("namespace");
-                    return Decision::Deny(format!(
-                        "akv-env: {e}, so the default vault and whether managed identity is \
-                         allowed are unknown; retry, or annotate the pod with akv-env.io/vault"
-                    ));
-                }
-            }
+            facts.await.map_err(|e| {
+                self.metrics.error("namespace");
+                format!(
+                    "akv-env: {e}, so the default vault and whether managed identity is \
+                     allowed are unknown; retry, or annotate the pod with akv-env.io/vault"
+                )
+            })?
         } else {
             NamespaceFacts::default()
         };
-        let plan = match plan_in(pod, &facts, &self.config) {
-            Ok(p) => p,
-            Err(denial) => return Decision::Deny(denial.to_string()),
-        };
+        let plan = plan_in(pod, &facts, &self.config).map_err(|denial| denial.to_string())?;
         // Lookups read the pod's pull Secrets and ServiceAccount: only for namespaces that
         // opted in, whatever the review claims (`/mutate` answers anyone who reaches it).
         // The refusal says nothing about the Secrets named.
@@ -249,12 +225,64 @@ impl Admitter {
                 }
             }
         };
-        match pipeline::mutate(&plan, namespace, &*self.entrypoints, namespace_selected).await {
-            Ok(pipeline::Outcome::Mutated(mutation)) => Decision::Patch(mutation),
-            Ok(pipeline::Outcome::Skipped(skip, warnings)) => Decision::Skip(skip, warnings),
-            Err(refusal) => Decision::Deny(refusal),
-        }
+        pipeline::mutate(&plan, namespace, &*self.entrypoints, namespace_selected).await
     }
+}
+
+/// The request and the pod (raw JSON, exactly as sent), or the answer to a body that is not a
+/// usable review.
+fn decode(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Option<Value>), Answer> {
+    let bad_request = |why: String| Answer {
+        reply: Reply::BadRequest(why),
+        outcome: Outcome::Invalid,
+        wrapped: 0,
+    };
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the request body is not JSON: {e}")))?;
+    // The objects are taken out before the typed read so they are not copied into it: the
+    // decision uses the raw JSON, exactly as sent.
+    let pod = value
+        .get_mut("request")
+        .and_then(Value::as_object_mut)
+        .and_then(|request| {
+            request.remove("oldObject");
+            request.remove("object")
+        });
+    let review = AdmissionReview::<DynamicObject>::deserialize(&value)
+        .map_err(|e| bad_request(format!("the request body is not an AdmissionReview: {e}")))?;
+    // kube echoes the request's kind and apiVersion into the answer, so a body claiming to be
+    // something else would get an answer the API server cannot read (found by fuzzing).
+    if review.types.kind != "AdmissionReview"
+        || !matches!(
+            review.types.api_version.as_str(),
+            "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+        )
+    {
+        return Err(bad_request(format!(
+            "the request body is not an AdmissionReview: kind {:?}, apiVersion {:?} \
+             (want kind \"AdmissionReview\", apiVersion \"admission.k8s.io/v1\")",
+            review.types.kind, review.types.api_version
+        )));
+    }
+    let request: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| {
+        Answer::review(
+            AdmissionResponse::invalid("the AdmissionReview has no request"),
+            Outcome::Invalid,
+        )
+    })?;
+    Ok((request, pod))
+}
+
+/// Only pod creation is mutated; subresources (`pods/ephemeralcontainers`, ...) are not.
+fn is_pod_create(request: &AdmissionRequest<DynamicObject>) -> bool {
+    request.kind.group.is_empty()
+        && request.kind.kind == "Pod"
+        && request.operation == Operation::Create
+        && request
+            .sub_resource
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
 }
 
 /// The review as the API server expects it on the wire.

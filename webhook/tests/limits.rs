@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Connection, Protocol, TestCa, WebhookProcess, fixture, read_answer};
+use common::{Connection, Protocol, TestCa, fixture, read_answer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -186,7 +186,7 @@ impl Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slowloris_connections_are_cut_and_reviews_keep_flowing() {
     let ca = Arc::new(TestCa::new("akv-env test CA"));
-    let webhook = WebhookProcess::spawn(
+    let webhook = common::spawn_process(
         Path::new(BIN),
         &ca,
         common::silent_registry(),
@@ -334,7 +334,7 @@ async fn parallel_maximum_size_bodies_stay_under_the_memory_limit() {
     // Default limits but the body deadline: 64 connections pushing 3 MiB each through TLS in a
     // debug build on a busy 2-core machine can take longer than 5 s, and this test is about
     // memory, not the deadline (the slowloris test covers that).
-    let mut webhook = WebhookProcess::spawn(
+    let mut webhook = common::spawn_process(
         Path::new(BIN),
         &ca,
         common::silent_registry(),

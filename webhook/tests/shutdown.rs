@@ -6,13 +6,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Connection, Protocol, TestCa, WebhookProcess, fixture, read_answer};
+use common::{Connection, Protocol, TestCa, fixture, read_answer};
 
 #[tokio::test]
 async fn sigterm_finishes_the_in_flight_review() {
     let registry = common::silent_registry();
     let ca = TestCa::new("akv-env test CA");
-    let mut webhook = WebhookProcess::spawn(
+    let mut webhook = common::spawn_process(
         Path::new(env!("CARGO_BIN_EXE_akv-env-webhook")),
         &ca,
         registry,

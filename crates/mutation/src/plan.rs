@@ -74,6 +74,20 @@ pub enum Skip {
     NoPlaceholders,
 }
 
+impl Skip {
+    /// The rules a pod's own annotations decide (opt-out, already mutated), in the order
+    /// admission applies them; the one place `inject --check` and the planner read them.
+    pub fn by_annotations<'a>(annotation: impl Fn(&str) -> Option<&'a str>) -> Option<Skip> {
+        if annotation(ANNOTATION_INJECT).is_some_and(|v| v.trim().eq_ignore_ascii_case("false")) {
+            Some(Skip::OptedOut)
+        } else if annotation(ANNOTATION_STATUS).is_some() {
+            Some(Skip::AlreadyMutated)
+        } else {
+            None
+        }
+    }
+}
+
 /// A container that will be wrapped, with what the patch needs to know about its JSON.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -183,15 +197,8 @@ pub fn plan_in<'c>(
         rotation_flags: Vec::new(),
     };
 
-    if annotations
-        .get(ANNOTATION_INJECT)
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
-    {
-        plan.skip = Some(Skip::OptedOut);
-        return Ok(plan);
-    }
-    if annotations.contains_key(ANNOTATION_STATUS) {
-        plan.skip = Some(Skip::AlreadyMutated);
+    if let Some(skip) = Skip::by_annotations(|key| annotations.get(key).map(String::as_str)) {
+        plan.skip = Some(skip);
         return Ok(plan);
     }
 

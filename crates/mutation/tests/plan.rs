@@ -828,3 +828,36 @@ fn restart_on_change_puts_app_containers_in_supervisor_mode() {
         "{err}"
     );
 }
+
+#[test]
+fn skip_rules_from_annotations_table() {
+    use akv_mutation::Skip;
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Annotations, Option<Skip>)] = &[
+        (&[], None),
+        (&[("akv-env.io/inject", "false")], Some(Skip::OptedOut)),
+        (&[("akv-env.io/inject", " FALSE ")], Some(Skip::OptedOut)),
+        (&[("akv-env.io/inject", "true")], None),
+        (&[("akv-env.io/inject", "no")], None),
+        (
+            &[("akv-env.io/status", "injected")],
+            Some(Skip::AlreadyMutated),
+        ),
+        (&[("akv-env.io/status", "")], Some(Skip::AlreadyMutated)),
+        // Opting out is reported first: it is the author's own word.
+        (
+            &[
+                ("akv-env.io/status", "injected"),
+                ("akv-env.io/inject", "false"),
+            ],
+            Some(Skip::OptedOut),
+        ),
+        (&[("akv-env.io/vault", "kv1")], None),
+    ];
+    for (annotations, want) in cases {
+        let got = Skip::by_annotations(|key| {
+            annotations.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        });
+        assert_eq!(got, *want, "{annotations:?}");
+    }
+}

@@ -236,16 +236,13 @@ impl Story {
         timings.record("build and push the app and injector images", t);
 
         let t = Instant::now();
-        let webhook = WebhookServer::start(
-            &dir.path().join("webhook"),
-            &WebhookOptions {
-                binary: webhook_bin.clone(),
-                injector_image: injector_image.clone(),
-                default_vault: None,
-                insecure_registries: vec![registry.host()],
-                extra_args: webhook_args.iter().map(|a| a.to_string()).collect(),
-            },
-        )
+        let webhook = WebhookServer::start(&WebhookOptions {
+            binary: webhook_bin.clone(),
+            injector_image: injector_image.clone(),
+            default_vault: None,
+            insecure_registries: vec![registry.host()],
+            extra_args: webhook_args.iter().map(|a| a.to_string()).collect(),
+        })
         .await?;
         timings.record("start the webhook", t);
 

@@ -1,12 +1,8 @@
 //! The webhook under load: certificate rotations and SIGTERM while a reqwest client keeps
 //! sending AdmissionReviews over HTTP/2 (as the API server does). No review may fail.
 //!
-//! Reuses the webhook's own test helpers (test CA, Secret-style certificate directory,
-//! in-process server) rather than copying them.
-
-#[path = "../../../webhook/tests/common/mod.rs"]
-#[allow(unused_imports)]
-mod common;
+//! The webhook binary runs as a child process (`akv_test_support::webhook`), its certificate
+//! in a Secret-style directory the tests rotate.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -15,11 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use akv_env_reliability::bins;
+use akv_test_support::pki::TestCa;
+use akv_test_support::webhook::{INJECTOR, WebhookProcess, fixture, read_answer, silent_registry};
 use serde_json::Value;
 
 /// A reqwest client trusting the test CA; `fresh` opens a new connection (so a new TLS
 /// handshake against the current certificate) for every request.
-fn client(ca: &common::TestCa, fresh: bool) -> reqwest::Client {
+fn client(ca: &TestCa, fresh: bool) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured((*ca.client_config(&[b"h2", b"http/1.1"])).clone())
         .tls_info(true)
@@ -53,22 +51,29 @@ async fn review(
     if status != 200 {
         return Err(format!("HTTP {status}"));
     }
-    let answer = common::read_answer(body, &bytes);
+    let answer = read_answer(body, &bytes);
     answer.patched.ok_or("no patch")?;
     Ok(cert)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_rotated_under_load_fails_no_review() {
-    let common::Running {
-        server,
-        ca,
-        mut secret,
-        ..
-    } = common::start(common::Options::default()).await;
-    let addr = server.https_addr;
+    let ca = TestCa::new("akv-env test CA");
+    let mut webhook = WebhookProcess::spawn(
+        &bins::webhook().unwrap(),
+        &ca,
+        &[
+            "--injector-image",
+            INJECTOR,
+            "--cert-reload-interval",
+            "100ms",
+        ],
+        &[],
+    )
+    .expect("the webhook starts");
+    let addr = webhook.https_addr;
     let ca = Arc::new(ca);
-    let body = Arc::new(common::fixture("pod-command.json"));
+    let body = Arc::new(fixture("pod-command.json"));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     // Two workers reconnect for every review (handshakes during the swap), two keep their
@@ -102,7 +107,7 @@ async fn certificate_rotated_under_load_fails_no_review() {
     for _ in 0..rotations {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let (cert, key) = ca.leaf();
-        secret.write(&cert, &key);
+        webhook.secret.write(&cert, &key);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -130,19 +135,32 @@ async fn certificate_rotated_under_load_fails_no_review() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drops_no_review() {
-    let registry_addr = common::silent_registry();
-    let ca = common::TestCa::new("akv-env test CA");
-    let mut webhook = common::WebhookProcess::spawn(
+    let registry_addr = silent_registry();
+    let ca = TestCa::new("akv-env test CA");
+    let registry = registry_addr.to_string();
+    let mut webhook = WebhookProcess::spawn(
         &bins::webhook().unwrap(),
         &ca,
-        registry_addr,
-        &["--registry-timeout", "1500ms", "--admission-timeout", "6s"],
-    );
+        &[
+            "--injector-image",
+            INJECTOR,
+            "--image-lookup",
+            "true",
+            "--insecure-registry",
+            &registry,
+            "--registry-timeout",
+            "1500ms",
+            "--admission-timeout",
+            "6s",
+        ],
+        &[],
+    )
+    .expect("the webhook starts");
     let addr = webhook.https_addr;
 
     let client = client(&ca, false);
-    let fast = Arc::new(common::fixture("pod-command.json"));
-    let mut slow = common::fixture("pod-no-command.json");
+    let fast = Arc::new(fixture("pod-command.json"));
+    let mut slow = fixture("pod-no-command.json");
     slow["request"]["object"]["spec"]["containers"][0]["image"] =
         format!("{registry_addr}/shop/app:1").into();
     let slow = Arc::new(slow);
@@ -179,7 +197,7 @@ async fn sigterm_under_load_drops_no_review() {
                     .map_err(|e| format!("send: {e:?}"))?;
                 let status = response.status();
                 let bytes = response.bytes().await.map_err(|e| format!("body: {e}"))?;
-                Ok::<_, String>((status, common::read_answer(&body, &bytes).response))
+                Ok::<_, String>((status, read_answer(&body, &bytes).response))
             })
         })
         .collect();

@@ -1,0 +1,48 @@
+//! `inject`: manifests in, manifests as admission would leave them out, for GitOps review;
+//! `inject --check`: which containers holding placeholders the webhook would not wrap, and why.
+//!
+//! Documents are split on `---` lines so those a command does not change are printed byte for
+//! byte (comments and formatting kept); changed documents are re-serialised with their keys in
+//! the original order.
+
+mod check;
+mod documents;
+mod mutate;
+
+pub use check::{CheckOptions, CheckReport, Unwrapped, UnwrappedContainer, check};
+pub(crate) use documents::{split_documents, strip_marker};
+pub use mutate::{InjectError, Injected, inject};
+
+/// Where a kind keeps its pod template.
+pub(super) fn template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_pointers() {
+        for (kind, want) in [
+            ("Pod", Some("")),
+            ("Deployment", Some("/spec/template")),
+            ("Job", Some("/spec/template")),
+            ("CronJob", Some("/spec/jobTemplate/spec/template")),
+            ("ConfigMap", None),
+            ("PodTemplate", None),
+        ] {
+            assert_eq!(template_pointer(kind), want, "{kind}");
+        }
+    }
+}
