@@ -20,12 +20,12 @@ OHA="${OHA:-$CACHE/tools/bin/oha}"
 DURATION="${1:-10}"
 CONNECTIONS="${2:-50}"
 RATE="${3:-1000}"
-FLOOR_PORT=18443 HOOK_PORT=18444 HEALTH_PORT=18081 REGISTRY_PORT=18500
+FLOOR_PORT=18443 HOOK_PORT=18444 HEALTH_PORT=18081
 
 SCRIPT_NAME=bench; source "$ROOT/scripts/lib.sh"
 
 [[ -x "$OHA" ]] || die "oha not found at $OHA; run: cargo install oha --locked --root $CACHE/tools"
-for tool in openssl jq docker-registry umoci skopeo; do
+for tool in jq docker-registry umoci skopeo; do
   command -v "$tool" >/dev/null || die "$tool missing (scripts/setup.sh installs it)"
 done
 
@@ -49,37 +49,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- a test CA and a leaf for localhost (a self-signed leaf is rejected by webpki) ----------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
-  -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-  -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/ext"
-openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial \
-  -days 2 -extfile "$WORK/ext" -out "$WORK/tls.crt" 2>/dev/null
-
-# --- a registry holding the image of the lookup pod -------------------------------------------
-mkdir -p "$WORK/registry"
-cat >"$WORK/registry/config.yml" <<EOF
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $WORK/registry/data}}
-http: {addr: 127.0.0.1:$REGISTRY_PORT}
-EOF
-docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 &
+# --- a registry holding the lookup pod's image, and the serving certificate -----------------
+# Made by registry-harness, as the tests make them (Debian docker-registry, umoci + skopeo, the
+# test CA); it writes $WORK/env last and keeps the registry up until killed.
+log "starting the benchmark registry (registry-harness)"
+cargo build -q -p registry-harness --bin bench-registry
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/bench-registry" "$WORK" >"$WORK/registry.log" 2>&1 &
 PIDS+=($!)
-wait_until 50 curl -fs "http://127.0.0.1:$REGISTRY_PORT/v2/" || die "the registry on port $REGISTRY_PORT never answered"
-umoci init --layout "$WORK/oci" >/dev/null
-umoci new --image "$WORK/oci:app" >/dev/null
-umoci config --image "$WORK/oci:app" --config.entrypoint /docker-entrypoint.sh \
-  --config.cmd nginx --config.cmd -g --config.cmd 'daemon off;' >/dev/null
-skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:app" \
-  "docker://127.0.0.1:$REGISTRY_PORT/bench/nginx:1" >/dev/null
+wait_until 1200 test -s "$WORK/env" || die "the benchmark registry did not start: $(cat "$WORK/registry.log")"
+# shellcheck source=/dev/null
+source "$WORK/env"
 
 # --- request bodies: AdmissionReviews as the API server sends them ----------------------------
 FIXTURES="$ROOT/webhook/tests/fixtures"
 cp "$FIXTURES/pod-command.json" "$WORK/command.json"
-jq --arg image "127.0.0.1:$REGISTRY_PORT/bench/nginx:1" \
+jq --arg image "$IMAGE" \
   '.request.object.spec.containers[0].image = $image' "$FIXTURES/pod-no-command.json" >"$WORK/lookup.json"
 
 # --- servers ---------------------------------------------------------------------------------
@@ -89,7 +73,7 @@ FLOOR_PID=$!
 PIDS+=($FLOOR_PID)
 KUBECONFIG=/nonexistent RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$HOOK_PORT" \
   --health-listen "127.0.0.1:$HEALTH_PORT" --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" \
-  --injector-image registry.example/akv-env:bench --insecure-registry "127.0.0.1:$REGISTRY_PORT" \
+  --injector-image registry.example/akv-env:bench --insecure-registry "$REGISTRY" \
   2>"$WORK/webhook.log" &
 HOOK_PID=$!
 PIDS+=($HOOK_PID)

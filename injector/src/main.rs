@@ -7,6 +7,7 @@ mod compose;
 mod envp;
 mod exec;
 mod install;
+mod proxy;
 mod rotation;
 mod settings;
 mod supervise;
@@ -47,7 +48,14 @@ Settings that decide where the token goes (--auth, --ca-file, --resolve, --autho
 --vault-host-suffix) are flags only: the webhook derives them from the admitted pod spec, and the
 environment, which ConfigMaps can feed, never sets them (AKV_ENV_AUTH, AKV_ENV_CA_FILE and
 AKV_ENV_RESOLVE in the environment are ignored). Vaults are Key Vault or Managed HSM hosts
-(vault.azure.net, vault.azure.cn, vault.usgovcloudapi.net, managedhsm.*) on port 443.";
+(vault.azure.net, vault.azure.cn, vault.usgovcloudapi.net, managedhsm.*) on port 443.
+
+Egress proxy: HTTPS_PROXY and NO_PROXY (upper case first, then https_proxy / no_proxy; NO_PROXY
+takes host names, .suffixes, IP addresses, CIDR ranges and *), as AKS' HTTP proxy feature sets
+them. HTTPS to Key Vault and Entra ID goes through it as a CONNECT tunnel, TLS end to end, so
+the proxy never sees a token or a value; user:pass in the URL is sent as Basic
+Proxy-Authorization and never logged. Plain HTTP (the managed identity endpoint) never uses a
+proxy, so HTTP_PROXY has no effect.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -283,7 +291,8 @@ fn build_resolver(
     };
     // Before any connection: no identity, a bad map or a bad policy stops here.
     auth.choose().map_err(|e| e.to_string())?;
-    let transport = trust.transport().map_err(|e| e.to_string())?;
+    let mut transport = trust.transport().map_err(|e| e.to_string())?;
+    transport.proxy = proxy::from_env(env)?;
     let hosts = trust.vault_hosts().map_err(|e| e.to_string())?;
     let resolver = Resolver::new(&auth, &transport, &hosts, FetchOptions::default())
         .map_err(|e| e.to_string())?;
@@ -317,6 +326,16 @@ fn resolve(
     let mut resolved = Vec::with_capacity(wanted.len());
     if !wanted.is_empty() {
         let (resolver, default_vault) = build_resolver(settings, env).map_err(fail)?;
+        let blame = proxy::Blame::new(
+            proxy::from_env(env).map_err(fail)?,
+            settings
+                .trust
+                .authority(var(env, "AZURE_AUTHORITY_HOST").as_deref())
+                .ok()
+                .flatten()
+                .as_deref(),
+            settings.trust.auth == Some(akv_keyvault::AuthMode::ManagedIdentity),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -339,7 +358,7 @@ fn resolve(
                     });
                     resolved.push((index, secret));
                 }
-                Err(e) => lines.push(format!("{}: {e}", name.to_string_lossy())),
+                Err(e) => lines.push(format!("{}: {}", name.to_string_lossy(), blame.annotate(e))),
             }
         }
     }
@@ -405,6 +424,8 @@ mod tests {
             "--resolve",
             "--authority-host",
             "--vault-host-suffix",
+            "HTTPS_PROXY",
+            "NO_PROXY",
             "install",
         ] {
             assert!(help.contains(var), "--help does not mention {var}");

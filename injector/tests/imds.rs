@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 use std::sync::mpsc;
 
+use akv_test_support::proxy::TestProxy;
 use common::{BIN, SEED};
 use fake_keyvault::{FakeKeyVault, GrantMethod, Options, Seed};
 use nix::sched::{CloneFlags, unshare};
@@ -23,6 +24,8 @@ const IMDS: &str = "169.254.169.254:80";
 /// (which inherit the namespace) on request.
 struct Namespace {
     jobs: mpsc::Sender<(Command, mpsc::Sender<Output>)>,
+    /// One more listener on the namespace's loopback, for a test proxy.
+    spare: TcpListener,
 }
 
 impl Namespace {
@@ -50,13 +53,14 @@ impl Namespace {
             }
             let https = TcpListener::bind("127.0.0.1:0").unwrap();
             let imds = TcpListener::bind(IMDS).expect("bind IMDS' address in the namespace");
-            ready.send((https, imds)).unwrap();
+            let spare = TcpListener::bind("127.0.0.1:0").unwrap();
+            ready.send((https, imds, spare)).unwrap();
             for (mut command, reply) in inbox {
                 let _ = reply.send(command.output().expect("the command starts"));
             }
         });
-        let (https, imds) = listeners.recv().expect("the namespace thread is ready");
-        (Namespace { jobs }, https, imds)
+        let (https, imds, spare) = listeners.recv().expect("the namespace thread is ready");
+        (Namespace { jobs, spare }, https, imds)
     }
 
     /// Runs `command` inside the namespace; blocks until it exits.
@@ -220,5 +224,37 @@ async fn without_imds_managed_identity_fails_clearly_within_the_deadline() {
             && line.contains("identity system (managed-identity) got no access token")
             && line.contains("169.254.169.254"),
         "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imds_is_never_reached_through_a_proxy() {
+    // AKS' HTTP proxy feature sets both variables; a NO_PROXY that forgets 169.254.169.254 must
+    // still not send IMDS' answer (a token, over plain HTTP) through the proxy.
+    let (namespace, https, imds) = Namespace::start();
+    let proxy = TestProxy::start_on(namespace.spare.try_clone().unwrap(), Default::default());
+    let vault = Vault::start(https, imds).await;
+    let mut injector = vault.injector("20s", "printf '%s' \"$DB_PASSWORD\"");
+    injector
+        .env("HTTP_PROXY", proxy.url())
+        .env("HTTPS_PROXY", proxy.url())
+        // The vault is a private endpoint here (--resolve); everything else would be proxied.
+        .env("NO_PROXY", "myvault.vault.azure.net");
+    let out = tokio::task::block_in_place(|| namespace.run(injector));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(out.stdout, b"hunter2", "{stderr}");
+    let grants = vault.kv.token_grants();
+    assert!(
+        !grants.is_empty()
+            && grants
+                .iter()
+                .all(|g| g.method == GrantMethod::ManagedIdentity),
+        "{grants:?}"
+    );
+    assert!(
+        proxy.requests().is_empty(),
+        "through the proxy: {}",
+        proxy.log()
     );
 }

@@ -54,10 +54,26 @@ pub enum AcrError {
     Ca(String),
     #[error("cannot build the HTTPS client for ACR/Entra: {0}")]
     Client(String),
+    #[error("proxy for Entra ID: {0}")]
+    Proxy(#[from] akv_proxy::ProxyError),
 }
 
-/// The HTTPS client handed to the SDK: webpki roots plus `extra_ca_pem`, ring, no proxy from env.
-pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<reqwest::ClientBuilder, AcrError> {
+/// The proxy for Entra ID: `HTTPS_PROXY` / `NO_PROXY` of the webhook's environment (which the
+/// operator sets). The managed identity endpoint (IMDS, plain HTTP) is never proxied.
+pub fn proxy_from_env() -> Result<Option<Arc<akv_proxy::ProxySettings>>, AcrError> {
+    Ok(akv_proxy::ProxySettings::from_vars(
+        &akv_proxy::ProxyVars::from_process_env(),
+        akv_proxy::PlainHttp::Direct,
+    )?
+    .map(Arc::new))
+}
+
+/// The HTTPS client handed to the SDK: webpki roots plus `extra_ca_pem`, ring, and exactly the
+/// `proxy` given (reqwest does not read the environment itself).
+pub fn http_client(
+    extra_ca_pem: Option<&[u8]>,
+    proxy: Option<&Arc<akv_proxy::ProxySettings>>,
+) -> Result<reqwest::ClientBuilder, AcrError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -79,9 +95,10 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<reqwest::ClientBuilder
     .map_err(|e| AcrError::Client(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy())
+    Ok(akv_proxy::apply(
+        reqwest::Client::builder().tls_backend_preconfigured(tls),
+        proxy,
+    ))
 }
 
 /// ACR settings for the registry resolver, or `None` when no identity is configured.

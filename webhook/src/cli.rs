@@ -254,7 +254,9 @@ pub struct RegistryArgs {
     #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_ALLOW_INTERNAL_ADDRESSES")]
     pub registry_allow_internal_addresses: bool,
 
-    /// HTTP(S) proxy for registry lookups (proxy environment variables are not used).
+    /// HTTP(S) proxy for registry lookups (`http://[user:pass@]host:port`). It overrides
+    /// HTTPS_PROXY and HTTP_PROXY for registries; NO_PROXY still applies. Without it, lookups
+    /// use HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the webhook's environment (upper case first).
     #[arg(long, env = "AKV_ENV_WEBHOOK_REGISTRY_PROXY")]
     pub registry_proxy: Option<String>,
 }
@@ -280,9 +282,29 @@ impl RegistryArgs {
             acr: None,
             extra_roots,
             allow_internal_addresses: self.registry_allow_internal_addresses,
-            proxy: self.registry_proxy.clone(),
+            proxy: registry_proxy(
+                self.registry_proxy.as_deref(),
+                &akv_proxy::ProxyVars::from_process_env(),
+            )?,
         })
     }
+}
+
+/// The registry proxy: `--registry-proxy` for both schemes if given, else the environment's
+/// `HTTPS_PROXY` / `HTTP_PROXY`; `NO_PROXY` applies either way. The operator sets the webhook's
+/// environment (the chart's `proxy` values), so it is trusted like its flags.
+fn registry_proxy(
+    flag: Option<&str>,
+    vars: &akv_proxy::ProxyVars,
+) -> Result<Option<std::sync::Arc<akv_proxy::ProxySettings>>, String> {
+    let flag = flag.filter(|f| !f.trim().is_empty());
+    akv_proxy::ProxySettings::from_vars_with_override(
+        vars,
+        flag.map(|f| ("--registry-proxy", f)),
+        akv_proxy::PlainHttp::Proxied,
+    )
+    .map(|s| s.map(std::sync::Arc::new))
+    .map_err(|e| e.to_string())
 }
 
 /// Azure Container Registry through the webhook's own Microsoft Entra identity.

@@ -128,7 +128,8 @@ fn acr(args: &ServeArgs) -> anyhow::Result<Option<akv_registry::AcrAuth>> {
         }
         None => None,
     };
-    let http = akv_env_webhook::acr::http_client(ca.as_deref())?
+    let proxy = akv_env_webhook::acr::proxy_from_env()?;
+    let http = akv_env_webhook::acr::http_client(ca.as_deref(), proxy.as_ref())?
         .build()
         .context("cannot build the HTTPS client for ACR")?;
     let auth = akv_env_webhook::acr::acr_auth(&args.acr.settings(), http)?;

@@ -36,7 +36,7 @@ async fn workload_identity_tokens_for_acr() {
     .await
     .unwrap();
     let http = || {
-        http_client(Some(fake.ca_pem().as_bytes()))
+        http_client(Some(fake.ca_pem().as_bytes()), None)
             .unwrap()
             .resolve("login.microsoftonline.com", fake.https_addr())
             .build()
@@ -89,7 +89,7 @@ async fn workload_identity_tokens_for_acr() {
 
 #[test]
 fn identity_choice() {
-    let http = || http_client(None).unwrap().build().unwrap();
+    let http = || http_client(None, None).unwrap().build().unwrap();
     let none = |s: AcrSettings| acr_auth(&s, http()).unwrap().is_none();
     assert!(none(settings(AcrIdentity::Off, Some("/t".into()), "t")));
     assert!(
@@ -104,6 +104,76 @@ fn identity_choice() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("AZURE_FEDERATED_TOKEN_FILE"), "{err}");
-    let err = http_client(Some(b"not a pem")).unwrap_err().to_string();
+    let err = http_client(Some(b"not a pem"), None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no PEM certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn entra_tokens_for_acr_through_a_connect_proxy() {
+    use akv_test_support::leak::find_in_bytes;
+    use akv_test_support::proxy::{Config, TestProxy};
+
+    let seed = Seed {
+        identities: vec![IdentitySeed {
+            client_id: "webhook-identity".to_owned(),
+            client_secret: None,
+            federated_token: Some("projected-sa-token".to_owned()),
+            managed: false,
+        }],
+        ..Seed::default()
+    };
+    let fake = FakeKeyVault::start(Options {
+        seed,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    // Entra's real host, reachable only through the proxy's host map (no `resolve` here).
+    let proxy = TestProxy::start(Config {
+        hosts: [("login.microsoftonline.com".to_owned(), fake.https_addr())].into(),
+        ..Default::default()
+    });
+    let proxy_settings = akv_proxy::ProxySettings::from_vars(
+        &akv_proxy::ProxyVars::from_lookup(|name| {
+            (name == "HTTPS_PROXY").then(|| proxy.url_with("webhook", "pr0xy-pass"))
+        }),
+        akv_proxy::PlainHttp::Direct,
+    )
+    .unwrap()
+    .map(std::sync::Arc::new);
+    let http = http_client(Some(fake.ca_pem().as_bytes()), proxy_settings.as_ref())
+        .unwrap()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "projected-sa-token").unwrap();
+    let auth = acr_auth(
+        &settings(
+            AcrIdentity::WorkloadIdentity,
+            Some(token_file),
+            fake.tenant(),
+        ),
+        http,
+    )
+    .unwrap()
+    .unwrap();
+    let token = auth.tokens.access_token("myacr.azurecr.io").await.unwrap();
+    assert!(!token.is_empty());
+    assert_eq!(fake.token_grants().len(), 1);
+    let requests = proxy.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str(), r.with_credentials),
+            ("CONNECT", "login.microsoftonline.com:443", true),
+            "{}",
+            proxy.log()
+        );
+    }
+    // The federated assertion and the access token crossed only inside TLS.
+    let leaks = find_in_bytes("relayed", &proxy.relayed(), &["projected-sa-token", &token]);
+    assert!(leaks.is_empty(), "{leaks:?}");
 }

@@ -5,7 +5,7 @@
 //! endpoint). Settings that decide where the pod's token goes (the mode, the extra CA, fixed
 //! addresses, the authority) come from flags the webhook derived from the admitted pod spec.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 /// How the injector proves who it is to Microsoft Entra ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +148,9 @@ pub struct TransportConfig {
     pub resolve: Vec<(String, SocketAddr)>,
     /// Upper bound for establishing one TCP+TLS connection.
     pub connect_timeout: Duration,
+    /// The egress proxy (`HTTPS_PROXY`/`NO_PROXY`, read by the binary); `None`: direct.
+    /// Plain-HTTP targets (the managed identity endpoint) never use it.
+    pub proxy: Option<Arc<akv_proxy::ProxySettings>>,
 }
 
 impl Default for TransportConfig {
@@ -156,6 +159,7 @@ impl Default for TransportConfig {
             ca_file: None,
             resolve: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            proxy: None,
         }
     }
 }

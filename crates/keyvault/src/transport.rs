@@ -33,11 +33,12 @@ pub fn http_client(cfg: &TransportConfig) -> Result<reqwest::Client, ConfigError
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .connect_timeout(cfg.connect_timeout)
-        // Proxies from env would be a hidden env read and a place secrets could travel through.
-        .no_proxy();
+        .connect_timeout(cfg.connect_timeout);
+    // Only the proxy the binary read and passed in (CONNECT for HTTPS, never for plain HTTP);
+    // reqwest's own reading of the environment stays off.
+    let mut builder = akv_proxy::apply(builder, cfg.proxy.as_ref());
     for (host, addr) in &cfg.resolve {
         builder = builder.resolve(host, *addr);
     }

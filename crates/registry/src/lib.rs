@@ -77,9 +77,10 @@ pub struct RegistryOptions {
     /// [`internal_kind`]); off, only the `insecure_registries` are reached there, as named.
     /// Tests and registries on the node need it; the cloud metadata service is among them.
     pub allow_internal_addresses: bool,
-    /// HTTP(S) proxy for registry requests. Proxy variables of the environment are not used.
-    /// Behind a proxy, names are resolved by the proxy: only literal addresses are checked.
-    pub proxy: Option<String>,
+    /// The egress proxy for registry requests (the webhook builds it from `--registry-proxy`
+    /// or its `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`); `None`: direct. Behind a proxy, names are
+    /// resolved by the proxy: only literal addresses are checked.
+    pub proxy: Option<Arc<akv_proxy::ProxySettings>>,
 }
 
 impl Default for RegistryOptions {
@@ -169,7 +170,7 @@ impl ImageResolver {
             &opts.extra_roots,
             opts.allow_internal_addresses,
             &opts.insecure_registries,
-            opts.proxy.as_deref(),
+            opts.proxy.as_ref(),
         );
         ImageResolver {
             inner: Arc::new(Inner {

@@ -175,3 +175,93 @@ async fn acr_exchange_and_lookup_over_https_with_no_system_ca_store() {
     assert_eq!(acr.exchanges.load(Ordering::SeqCst), 1);
     assert_eq!(acr.tokens.load(Ordering::SeqCst), 1);
 }
+
+/// The resolver behind an egress proxy, as the webhook builds it from its environment.
+fn proxied_resolver(ca: &TestCa, env: &[(&str, &str)]) -> ImageResolver {
+    let vars = akv_proxy::ProxyVars::from_lookup(|name| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    });
+    let proxy = akv_proxy::ProxySettings::from_vars(&vars, akv_proxy::PlainHttp::Proxied)
+        .unwrap()
+        .map(Arc::new);
+    ImageResolver::new(RegistryOptions {
+        timeout: Duration::from_secs(10),
+        acr: Some(AcrAuth {
+            tokens: Arc::new(Entra),
+            extra_hosts: Vec::new(),
+        }),
+        extra_roots: akv_registry::pem_certificates(ca.pem().as_bytes()).unwrap(),
+        // The production default: internal addresses refused (only literal ones can be
+        // checked behind a proxy; the proxy resolves names).
+        allow_internal_addresses: false,
+        proxy,
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn acr_exchange_and_lookup_through_a_connect_proxy() {
+    use akv_test_support::leak::find_in_bytes;
+    use akv_test_support::proxy::{Config, TestProxy};
+
+    // `myacr.azurecr.io` resolves nowhere here: only the proxy's host map reaches the stand-in.
+    const ACR_HOST: &str = "myacr.azurecr.io";
+    let ca = TestCa::new("akv-env ACR proxy test CA");
+    let acr = Arc::new(Acr::default());
+    acr.host.set(ACR_HOST.to_owned()).unwrap();
+    acr.image
+        .set(ServedImage::with_entrypoint(&["/acr-app"]))
+        .unwrap();
+    let router = axum::Router::new()
+        .route("/oauth2/exchange", post(exchange))
+        .route("/oauth2/token", get(token))
+        .route("/v2/team/app/manifests/{reference}", get(manifest))
+        .route("/v2/team/app/blobs/{digest}", get(blob))
+        .with_state(acr.clone());
+    let listener = stand_in::serve(router, Some(ca.server_config_for(&[ACR_HOST]))).await;
+    let proxy = TestProxy::start(Config {
+        hosts: [(ACR_HOST.to_owned(), listener.addr)].into(),
+        ..Default::default()
+    });
+    let image = format!("{ACR_HOST}/team/app:v1");
+
+    // Lower case, as some platforms write it.
+    let answer = proxied_resolver(&ca, &[("https_proxy", &proxy.url())])
+        .entrypoint(&image, &Platform::linux("amd64"), &[])
+        .await
+        .unwrap();
+    assert_eq!(answer.entrypoint, ["/acr-app"]);
+    assert_eq!(acr.exchanges.load(Ordering::SeqCst), 1);
+    assert_eq!(acr.tokens.load(Ordering::SeqCst), 1);
+    let requests = proxy.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str(), r.status),
+            ("CONNECT", "myacr.azurecr.io:443", 200),
+            "{}",
+            proxy.log()
+        );
+    }
+    // Entra's token, ACR's refresh and access tokens crossed only inside TLS.
+    let tokens = [ENTRA_TOKEN, REFRESH_TOKEN, ACCESS_TOKEN];
+    for (place, bytes) in [("relayed", proxy.relayed()), ("heads", proxy.heads())] {
+        let leaks = find_in_bytes(place, &bytes, &tokens);
+        assert!(leaks.is_empty(), "{leaks:?}");
+    }
+
+    // NO_PROXY lists the registry: it goes direct, through the guarded resolver (which finds
+    // no address for it here), and the proxy sees nothing.
+    let before = proxy.requests().len();
+    let err = proxied_resolver(
+        &ca,
+        &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", ".azurecr.io")],
+    )
+    .entrypoint(&image, &Platform::linux("amd64"), &[])
+    .await
+    .unwrap_err();
+    assert_eq!(proxy.requests().len(), before, "{}", proxy.log());
+    assert_eq!(acr.exchanges.load(Ordering::SeqCst), 1, "{err:?}");
+}

@@ -3,20 +3,16 @@
 //! one the real webhook binary serves on `/metrics`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use akv_env_webhook::metrics::Outcome;
 use akv_test_support::pki::TestCa;
+use akv_test_support::webhook::{INJECTOR, WebhookProcess};
 use chart_tests::helm::{Helm, kubernetes_validate, workspace_root};
 use chart_tests::manifests::{of_kind, one, parse_documents};
 use promql_parser::parser::{Expr, parse};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value as Json;
 
 const RELEASE: &str = "akv";
@@ -485,30 +481,6 @@ fn every_metric_the_alerts_and_the_dashboard_read_is_served_by_the_real_webhook(
     }
 }
 
-/// `akv-env-webhook serve` as a child process on loopback ports with a certificate of a test CA.
-struct Webhook {
-    child: Child,
-    https: SocketAddr,
-    health: SocketAddr,
-    ca_pem: String,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The webhook binary: `AKV_ENV_WEBHOOK_BIN`, or the workspace's debug build (a no-op when fresh).
 fn webhook_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("AKV_ENV_WEBHOOK_BIN") {
@@ -518,79 +490,35 @@ fn webhook_binary() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `akv-env-webhook serve` as a child process (akv-test-support's launcher) and its test CA.
+struct Webhook {
+    process: WebhookProcess,
+    ca: TestCa,
+}
+
 impl Webhook {
     fn start() -> Webhook {
         let ca = TestCa::new("akv-env monitoring test CA");
-        let (cert, key) = ca.leaf_for(&["localhost"]);
-        let dir =
-            std::env::temp_dir().join(format!("akv-env-chart-monitoring-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir = TempDir(dir);
-        std::fs::write(dir.0.join("tls.crt"), cert).unwrap();
-        std::fs::write(dir.0.join("tls.key"), key).unwrap();
-
-        let mut child = Command::new(webhook_binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(["--health-listen", "127.0.0.1:0"])
-            .arg("--tls-cert")
-            .arg(dir.0.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.0.join("tls.key"))
-            .args(["--injector-image", "registry.example/akv-env:1.0"])
-            .args(["--log-format", "json"])
-            .env("KUBECONFIG", "/nonexistent/kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the webhook starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (https, health) = loop {
-            let line = lines
-                .next()
-                .expect("the webhook exited before listening")
-                .unwrap();
-            let log: Json = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("log lines are JSON ({e}): {line}"));
-            if log["message"] == "listening" {
-                let addr = |field: &str| log[field].as_str().unwrap().parse().unwrap();
-                break (addr("https_addr"), addr("health_addr"));
-            }
-        };
-        // Keep draining the log so the webhook never blocks on a full pipe.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        Webhook {
-            child,
-            https,
-            health,
-            ca_pem: ca.pem(),
-            _dir: dir,
-        }
+        let process =
+            WebhookProcess::spawn(&webhook_binary(), &ca, &["--injector-image", INJECTOR], &[])
+                .expect("the webhook starts");
+        Webhook { process, ca }
     }
 
     /// Posts `review` to `/mutate` as the API server would, then an unreadable one, then returns
     /// `/metrics`.
     async fn review_then_scrape(&self, review: &Json) -> String {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(Arc::unwrap_or_clone(self.ca.client_config(&[])))
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
         let answer = client
-            .post(format!("https://localhost:{}/mutate", self.https.port()))
+            .post(format!(
+                "https://localhost:{}/mutate",
+                self.process.https_addr.port()
+            ))
             .json(review)
             .send()
             .await
@@ -600,7 +528,10 @@ impl Webhook {
         assert_eq!(answer["response"]["allowed"], true, "{answer}");
         // An unreadable review: the error families exist only once something was counted.
         let garbage = client
-            .post(format!("https://localhost:{}/mutate", self.https.port()))
+            .post(format!(
+                "https://localhost:{}/mutate",
+                self.process.https_addr.port()
+            ))
             .header("content-type", "application/json")
             .body("garbage")
             .send()
@@ -608,7 +539,7 @@ impl Webhook {
             .expect("the webhook answers garbage");
         assert!(garbage.status().is_client_error(), "{}", garbage.status());
         let metrics = client
-            .get(format!("http://{}/metrics", self.health))
+            .get(format!("http://{}/metrics", self.process.health_addr))
             .send()
             .await
             .expect("/metrics answers");

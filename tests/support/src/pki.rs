@@ -52,7 +52,13 @@ impl TestCa {
 
     /// A server config presenting a leaf for [`LOCAL_NAMES`] and this CA as its chain.
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let (cert, key) = self.leaf();
+        self.server_config_for(LOCAL_NAMES)
+    }
+
+    /// A server config presenting a leaf for `names` (e.g. a registry's public name that only
+    /// a test proxy's host map resolves) and this CA as its chain.
+    pub fn server_config_for(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.leaf_for(names);
         let chain = vec![
             CertificateDer::from_pem_slice(cert.as_bytes()).expect("leaf PEM"),
             CertificateDer::from(self.issuer.der().to_vec()),

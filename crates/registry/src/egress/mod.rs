@@ -1,8 +1,11 @@
 //! How the webhook reaches registries: one HTTP client set-up for every registry call (image
 //! manifests and blobs, token services, ACR's token exchange). Only the built-in webpki roots
 //! plus the operator's `--registry-ca-file` (never the system store, which the `FROM scratch`
-//! image does not have), no proxy from the environment, no redirect for a request that carries
-//! a token, and the address policy of [`policy`] on every hop.
+//! image does not have), only the proxy settings the webhook passed in (`akv_proxy`: reqwest
+//! never reads the environment itself), no redirect for a request that carries a token, and
+//! the address policy of [`policy`] on every hop. Behind a proxy the proxy resolves the names
+//! it is asked for, so only literal addresses can be checked; hosts `NO_PROXY` lists are
+//! connected to directly, through the guarded resolver.
 
 pub(crate) mod policy;
 
@@ -58,25 +61,19 @@ impl Egress {
         extra_roots: &[CertificateDer<'static>],
         allow_internal: bool,
         named: &[String],
-        proxy: Option<&str>,
+        proxy: Option<&Arc<akv_proxy::ProxySettings>>,
     ) -> Result<Egress, String> {
         let guard = Arc::new(policy::Guard::new(allow_internal, named));
         let tls = tls_config(extra_roots)?;
         let build = |redirect: reqwest::redirect::Policy| {
-            let mut builder = reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls.clone())
-                .no_proxy()
                 .dns_resolver(policy::GuardedResolver {
                     guard: guard.clone(),
                 })
                 .redirect(redirect)
                 .user_agent(concat!("akv-env-webhook/", env!("CARGO_PKG_VERSION")));
-            if let Some(proxy) = proxy {
-                let proxy = reqwest::Proxy::all(proxy)
-                    .map_err(|e| format!("registry proxy: {}", crate::error::error_chain(&e)))?;
-                builder = builder.proxy(proxy);
-            }
-            builder.build().map_err(|e| {
+            akv_proxy::apply(builder, proxy).build().map_err(|e| {
                 format!(
                     "cannot build an HTTP client: {}",
                     crate::error::error_chain(&e)
@@ -126,9 +123,5 @@ mod tests {
                 .check_url(&"http://127.0.0.1/".parse().unwrap())
                 .is_err()
         );
-        let err = Egress::new(&[], false, &[], Some("not a url"))
-            .err()
-            .unwrap();
-        assert!(err.contains("registry proxy"), "{err}");
     }
 }
