@@ -183,6 +183,15 @@ impl Connection {
             .unwrap();
         (status, body)
     }
+
+    /// Posts `review` to `/mutate` and reads the answer as the API server would.
+    pub async fn review(&mut self, review: &serde_json::Value) -> Answer {
+        let (status, body) = self
+            .post("/mutate", serde_json::to_vec(review).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        read_answer(review, &body)
+    }
 }
 
 /// A plain HTTP/1.1 GET: (status, body).
