@@ -28,7 +28,7 @@ use akv_placeholder::{CertPart, Encoding, ObjectKind, Reference, SUFFIX, Vault};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::inject::{split_documents, strip_marker};
+use crate::inject::{describe, push_changed, split_documents, strip_marker};
 
 /// akv2k8s' injector binary, as its webhook rewrites a container's command.
 pub const AKV2K8S_INJECTOR: &str = "/azure-keyvault/azure-keyvault-env";
@@ -399,14 +399,8 @@ pub fn migrate(input: &str) -> Result<Migrated, MigrateError> {
             continue;
         }
         converted += changed;
-        out.push_str(if marker.is_empty() && index > 0 {
-            "---\n"
-        } else {
-            marker
-        });
-        match serde_yaml_ng::to_string(&value) {
-            Ok(yaml) => out.push_str(&yaml),
-            Err(e) => problems.push(format!("{label}: cannot print it as YAML: {e}")),
+        if let Err(e) = push_changed(&mut out, index, marker, &value) {
+            problems.push(format!("{label}: cannot print it as YAML: {e}"));
         }
     }
     if !problems.is_empty() {
@@ -417,16 +411,6 @@ pub fn migrate(input: &str) -> Result<Migrated, MigrateError> {
         converted,
         notes,
     })
-}
-
-/// `document 2 (Deployment web)`.
-fn describe(value: &Value, number: usize) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    format!("document {number} ({kind} {name})")
 }
 
 #[cfg(test)]

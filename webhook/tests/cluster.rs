@@ -146,10 +146,7 @@ async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
     // The service account's pull secret opens the private image; the namespace names the vault.
     for _ in 0..2 {
         let review = review(&image, "builder");
-        let (_, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         let pod = answer
             .patched
             .unwrap_or_else(|| panic!("{}\n{}", answer.response, registry.log()));
@@ -170,10 +167,7 @@ async fn pull_secrets_and_namespace_defaults_come_from_the_api() {
 
     // A service account without pull secrets: the registry refuses, and the pod is refused.
     let review = review(&image, "default");
-    let (_, body) = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await;
-    let answer = read_answer(&review, &body);
+    let answer = conn.review(&review).await;
     assert_eq!(answer.response["allowed"], false);
     let message = answer.response["status"]["message"].as_str().unwrap();
     assert!(

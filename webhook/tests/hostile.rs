@@ -6,107 +6,57 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
-use common::{Connection, Protocol, SecretDir, TestCa, read_answer};
+use common::{Connection, Protocol, TestCa, WebhookProcess, read_answer};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
 const MIB: usize = 1024 * 1024;
 const PLACEHOLDER: &str = "db-password@azurekeyvault?vault=prod-kv";
 
-/// The webhook binary, listening on loopback; killed on drop.
+/// The webhook binary, listening on loopback (akv-test-support's launcher).
 struct Webhook {
-    child: Child,
-    addr: SocketAddr,
+    process: WebhookProcess,
     ca: TestCa,
-    _secret: SecretDir,
 }
 
 impl Webhook {
     fn spawn(body_limit: usize) -> Webhook {
         let ca = TestCa::new("akv-env test CA");
-        let mut secret = SecretDir::new();
-        let (cert, key) = ca.leaf();
-        secret.write(&cert, &key);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_akv-env-webhook"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(["--health-listen", "127.0.0.1:0"])
-            .arg("--tls-cert")
-            .arg(secret.cert_path())
-            .arg("--tls-key")
-            .arg(secret.key_path())
-            .args(["--injector-image", common::INJECTOR])
-            .args(["--body-limit", &body_limit.to_string()])
-            .args(["--log-format", "json"])
-            .env("KUBECONFIG", "/nonexistent/kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the webhook exited before listening")
-                .unwrap();
-            let log: Value = serde_json::from_str(&line).unwrap();
-            if log["message"] == "listening" {
-                break log["https_addr"].as_str().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining the logs so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        Webhook {
-            child,
-            addr,
-            ca,
-            _secret: secret,
-        }
-    }
-
-    /// (VmRSS, VmHWM) in MiB, from /proc.
-    fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| -> f64 {
-            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-            let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-            kib / 1024.0
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        let body_limit = body_limit.to_string();
+        let process = WebhookProcess::spawn(
+            Path::new(env!("CARGO_BIN_EXE_akv-env-webhook")),
+            &ca,
+            &[
+                "--injector-image",
+                common::INJECTOR,
+                "--body-limit",
+                &body_limit,
+            ],
+            &[],
+        )
+        .expect("the webhook starts");
+        Webhook { process, ca }
     }
 
     /// Posts one body on a fresh HTTP/2 connection, printing the server's memory around it.
     async fn post(&mut self, case: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-        let (rss_before, _) = self.memory();
+        let (rss_before, _) = self.process.memory_mib();
         let started = std::time::Instant::now();
-        let mut conn = Connection::open(self.addr, &self.ca, Protocol::Http2).await;
+        let mut conn = Connection::open(self.process.https_addr, &self.ca, Protocol::Http2).await;
         let size = body.len();
         let (status, answer) = conn.post("/mutate", body).await;
         let elapsed = started.elapsed();
-        let (rss_after, peak) = self.memory();
+        let (rss_after, peak) = self.process.memory_mib();
         println!(
             "{case}: body {:.2} MiB -> {status} in {elapsed:.2?}, answer {:.2} MiB; server RSS \
              {rss_before:.1} -> {rss_after:.1} MiB, peak {peak:.1} MiB",
             size as f64 / MIB as f64,
             answer.len() as f64 / MIB as f64,
         );
-        assert!(self.alive(), "{case}: the webhook died");
+        assert!(self.process.alive(), "{case}: the webhook died");
         (status, answer.to_vec())
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

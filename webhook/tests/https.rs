@@ -50,11 +50,7 @@ async fn pods_are_mutated_over_http1_and_http2() {
 
         // Containers with `command`: containers, init containers and a native sidecar.
         let review = fixture("pod-command.json");
-        let (status, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        assert_eq!(status, StatusCode::OK, "{protocol:?}");
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         assert_eq!(answer.response["allowed"], true);
         let pod = answer.patched.expect("a patch");
         let web = &pod["spec"]["containers"][0];
@@ -86,11 +82,7 @@ async fn pods_are_mutated_over_http1_and_http2() {
 
         // A container without `command`: the image's ENTRYPOINT/CMD from the lookup source.
         let review = fixture("pod-no-command.json");
-        let (status, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let pod = read_answer(&review, &body).patched.expect("a patch");
+        let pod = conn.review(&review).await.patched.expect("a patch");
         assert_eq!(
             strings(&pod["spec"]["containers"][0]["args"]),
             ["--", "/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]
@@ -103,10 +95,7 @@ async fn fields_of_a_newer_kubernetes_survive() {
     let running = start(Options::default()).await;
     let mut conn = Connection::open(running.server.https_addr, &running.ca, Protocol::Http2).await;
     let review = fixture("pod-future-fields.json");
-    let (_, body) = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await;
-    let pod = read_answer(&review, &body).patched.expect("a patch");
+    let pod = conn.review(&review).await.patched.expect("a patch");
     let original = &review["request"]["object"];
     for pointer in [
         "/metadata/futureMetadataField",
@@ -133,11 +122,7 @@ async fn refusals_and_pass_throughs() {
     let mut conn = Connection::open(running.server.https_addr, &running.ca, Protocol::Http1).await;
 
     let review = fixture("pod-bad-placeholder.json");
-    let (status, body) = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let answer = read_answer(&review, &body);
+    let answer = conn.review(&review).await;
     assert_eq!(answer.response["allowed"], false);
     let message = answer.response["status"]["message"].as_str().unwrap();
     for needle in ["container \"worker\"", "env var API_TOKEN", "at byte"] {
@@ -147,10 +132,7 @@ async fn refusals_and_pass_throughs() {
 
     // No `command`, and the image is not known: refused with the fix.
     let review = fixture("pod-no-command.json");
-    let (_, body) = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await;
-    let answer = read_answer(&review, &body);
+    let answer = conn.review(&review).await;
     assert_eq!(answer.response["allowed"], false);
     let message = answer.response["status"]["message"].as_str().unwrap();
     for needle in [
@@ -168,11 +150,7 @@ async fn refusals_and_pass_throughs() {
         "deployment-create.json",
     ] {
         let review = fixture(name);
-        let (status, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        assert_eq!(status, StatusCode::OK, "{name}");
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         assert_eq!(answer.response["allowed"], true, "{name}");
         assert!(answer.patched.is_none(), "{name}: {}", answer.response);
     }
@@ -184,10 +162,7 @@ async fn refusals_and_pass_throughs() {
         .await;
     let mut again = review.clone();
     again["request"]["object"] = read_answer(&review, &body).patched.unwrap();
-    let (_, body) = conn
-        .post("/mutate", serde_json::to_vec(&again).unwrap())
-        .await;
-    let answer = read_answer(&again, &body);
+    let answer = conn.review(&again).await;
     assert_eq!(answer.response["allowed"], true);
     assert!(answer.patched.is_none());
 }
@@ -251,10 +226,7 @@ async fn malformed_and_oversized_bodies_get_4xx_or_a_reasoned_refusal() {
         // A request whose object is not a pod at all.
         let mut review = fixture("pod-command.json");
         review["request"]["object"]["spec"] = json!({"containers": "nope"});
-        let (_, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         assert_eq!(answer.response["allowed"], false);
         // Unknown paths and methods.
         let (status, _) = conn.post("/nope", "{}").await;
@@ -318,10 +290,7 @@ async fn namespace_annotation_sets_the_default_vault() {
     let mut review = fixture("pod-command.json");
     review["request"]["object"]["spec"]["containers"][0]["env"][0]["value"] =
         json!("db-password@azurekeyvault");
-    let (_, body) = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await;
-    let pod = read_answer(&review, &body).patched.expect("a patch");
+    let pod = conn.review(&review).await.patched.expect("a patch");
     let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
     let default = env
         .iter()
@@ -344,10 +313,7 @@ async fn managed_identity_only_in_namespaces_that_allow_it() {
         review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
         review["request"]["object"]["metadata"]["annotations"] =
             json!({"akv-env.io/auth": "managed-identity"});
-        let (_, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         if allowed {
             let pod = answer.patched.expect("a patch");
             assert_eq!(

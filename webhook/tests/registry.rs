@@ -74,10 +74,7 @@ async fn entrypoints_come_from_the_registry_for_the_nodes_platform() {
 
     // Image words are escaped so kubelet's $(VAR) expansion gives them back unchanged.
     let review = review_for(&registry.image("shop/shell:1"), None);
-    let (_, body) = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await;
-    let answer = read_answer(&review, &body);
+    let answer = conn.review(&review).await;
     let pod = answer
         .patched
         .unwrap_or_else(|| panic!("{}\n{}", answer.response, registry.log()));
@@ -93,10 +90,7 @@ async fn entrypoints_come_from_the_registry_for_the_nodes_platform() {
         (Some("amd64"), "/amd64/app"),
     ] {
         let review = review_for(&registry.image("shop/multi:2"), arch);
-        let (_, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         let pod = answer
             .patched
             .unwrap_or_else(|| panic!("{arch:?}: {}", answer.response));
@@ -118,10 +112,7 @@ async fn entrypoints_come_from_the_registry_for_the_nodes_platform() {
             "not found",
         ),
     ] {
-        let (_, body) = conn
-            .post("/mutate", serde_json::to_vec(&review).unwrap())
-            .await;
-        let answer = read_answer(&review, &body);
+        let answer = conn.review(&review).await;
         assert_eq!(answer.response["allowed"], false);
         let message = answer.response["status"]["message"].as_str().unwrap();
         assert!(

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use akv_env_reliability::bins;
 use akv_test_support::pki::TestCa;
-use akv_test_support::webhook::{INJECTOR, WebhookProcess, fixture, read_answer, silent_registry};
+use akv_test_support::webhook::{
+    INJECTOR, WebhookProcess, fixture, lookups_via, read_answer, silent_registry,
+};
 use serde_json::Value;
 
 /// A reqwest client trusting the test CA; `fresh` opens a new connection (so a new TLS
@@ -137,25 +139,10 @@ async fn certificate_rotated_under_load_fails_no_review() {
 async fn sigterm_under_load_drops_no_review() {
     let registry_addr = silent_registry();
     let ca = TestCa::new("akv-env test CA");
-    let registry = registry_addr.to_string();
-    let mut webhook = WebhookProcess::spawn(
-        &bins::webhook().unwrap(),
-        &ca,
-        &[
-            "--injector-image",
-            INJECTOR,
-            "--image-lookup",
-            "true",
-            "--insecure-registry",
-            &registry,
-            "--registry-timeout",
-            "1500ms",
-            "--admission-timeout",
-            "6s",
-        ],
-        &[],
-    )
-    .expect("the webhook starts");
+    let mut args = lookups_via(registry_addr);
+    args.extend(["--registry-timeout", "1500ms", "--admission-timeout", "6s"].map(str::to_owned));
+    let mut webhook = WebhookProcess::spawn(&bins::webhook().unwrap(), &ca, &args, &[])
+        .expect("the webhook starts");
     let addr = webhook.https_addr;
 
     let client = client(&ca, false);

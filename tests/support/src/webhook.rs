@@ -74,6 +74,22 @@ impl SecretDir {
     }
 }
 
+/// `serve` flags for image lookups against `registry`, trusted over plain HTTP (the tests'
+/// registries), with the tests' injector image.
+pub fn lookups_via(registry: SocketAddr) -> Vec<String> {
+    [
+        "--injector-image",
+        INJECTOR,
+        "--image-lookup",
+        "true",
+        "--insecure-registry",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([registry.to_string()])
+    .collect()
+}
+
 /// A "registry" that accepts connections and never says a word: reviews of pods without
 /// `command` stay in flight until the registry deadline.
 pub fn silent_registry() -> SocketAddr {

@@ -30,8 +30,26 @@ pub(crate) fn strip_marker(doc: &str) -> (&str, &str) {
     }
 }
 
+/// Appends a document that was changed: its `---` marker (one is put between documents that
+/// had none) and the value re-serialised, keys in their original order.
+pub(crate) fn push_changed(
+    out: &mut String,
+    index: usize,
+    marker: &str,
+    value: &Value,
+) -> Result<(), serde_yaml_ng::Error> {
+    let yaml = serde_yaml_ng::to_string(value)?;
+    out.push_str(if marker.is_empty() && index > 0 {
+        "---\n"
+    } else {
+        marker
+    });
+    out.push_str(&yaml);
+    Ok(())
+}
+
 /// `document 2 (Deployment web)`.
-pub(super) fn describe(value: &Value, number: usize) -> String {
+pub(crate) fn describe(value: &Value, number: usize) -> String {
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("?");
     let name = value
         .pointer("/metadata/name")

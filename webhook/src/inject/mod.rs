@@ -10,7 +10,7 @@ mod documents;
 mod mutate;
 
 pub use check::{CheckOptions, CheckReport, Unwrapped, UnwrappedContainer, check};
-pub(crate) use documents::{split_documents, strip_marker};
+pub(crate) use documents::{describe, push_changed, split_documents, strip_marker};
 pub use mutate::{InjectError, Injected, inject};
 
 /// Where a kind keeps its pod template.

@@ -3,7 +3,7 @@
 use akv_mutation::{Config, plan};
 use serde_json::Value;
 
-use super::documents::{describe, split_documents, strip_marker};
+use super::documents::{describe, push_changed, split_documents, strip_marker};
 use super::template_pointer;
 use crate::lookup::EntrypointSource;
 use crate::pipeline;
@@ -66,14 +66,8 @@ pub async fn inject(
             continue;
         }
         mutated += changed;
-        out.push_str(if marker.is_empty() && index > 0 {
-            "---\n"
-        } else {
-            marker
-        });
-        match serde_yaml_ng::to_string(&value) {
-            Ok(yaml) => out.push_str(&yaml),
-            Err(e) => problems.push(format!("{label}: cannot print it as YAML: {e}")),
+        if let Err(e) = push_changed(&mut out, index, marker, &value) {
+            problems.push(format!("{label}: cannot print it as YAML: {e}"));
         }
     }
     if problems.is_empty() {

@@ -36,21 +36,9 @@ pub fn spawn_process(
     registry: SocketAddr,
     args: &[&str],
 ) -> WebhookProcess {
-    let registry = registry.to_string();
-    let lookups = [
-        "--injector-image",
-        INJECTOR,
-        "--image-lookup",
-        "true",
-        "--insecure-registry",
-        &registry,
-    ];
-    let args: Vec<&str> = lookups
-        .iter()
-        .copied()
-        .chain(args.iter().copied())
-        .collect();
-    WebhookProcess::spawn(bin, ca, &args, &[]).expect("the webhook starts")
+    let mut all = akv_test_support::webhook::lookups_via(registry);
+    all.extend(args.iter().map(|a| a.to_string()));
+    WebhookProcess::spawn(bin, ca, &all, &[]).expect("the webhook starts")
 }
 
 pub struct Options {
@@ -197,6 +185,15 @@ impl Connection {
             .await
             .unwrap();
         (status, body)
+    }
+
+    /// Posts `review` to `/mutate` and reads the answer as the API server would.
+    pub async fn review(&mut self, review: &serde_json::Value) -> Answer {
+        let (status, body) = self
+            .post("/mutate", serde_json::to_vec(review).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        read_answer(review, &body)
     }
 }
 
