@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Startup overhead of the injector against the local Key Vault on loopback.
-# Medians over RUNS runs of `akv-env -- true` with 0, 1, 10, 100 placeholders vs plain `true`,
-# the same with 20 ms added vault latency, peak RSS, and binary sizes (glibc and static musl).
-# Usage: scripts/bench-injector.sh [RUNS]   (default 30; prints a Markdown table)
+# Startup overhead of the injector against the local Key Vault.
+# Medians over RUNS runs of `akv-env -- true` with 0, 1, 10, 100 placeholders vs plain `true`:
+# on loopback (with CPU time), with 20 ms added to every vault response (`--latency-ms`), and
+# behind a 20 ms round-trip relay that TCP and TLS handshakes pay too (`--rtt-ms`: the stand-in
+# for `tc netem delay`, missing from this kernel). Each case also counts one run's round trips
+# from the fake's connection log and access record. Then peak RSS and binary sizes.
+# Usage: scripts/bench-injector.sh [RUNS]   (default 30; prints Markdown)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -27,15 +30,54 @@ BIN="$STATIC_BIN"   # what pods run
   for i in $(seq 0 99); do echo "      s$i: { value: \"value-$i\" }"; done
 } > "$WORK/seed.yaml"
 
-# start_fake LATENCY_MS -> sets HTTPS_ADDR, TENANT, CA
+# start_fake NAME FAKE-FLAGS... -> sets HTTPS_ADDR, TENANT, CA, FAKE_PID, REC
 start_fake() {
-  local out="$WORK/fake-$1.out"
-  "$FAKE" --listen 127.0.0.1:0 --secrets "$WORK/seed.yaml" --ca-out "$WORK/ca-$1.pem" --latency-ms "$1" >"$out" 2>"$WORK/fake-$1.err" &
-  PIDS+=($!)
+  local name="$1"; shift
+  local out="$WORK/fake-$name.out"
+  REC="$WORK/rec-$name.txt"; : >"$REC"
+  "$FAKE" --listen 127.0.0.1:0 --secrets "$WORK/seed.yaml" --ca-out "$WORK/ca-$name.pem" \
+    --record-out "$REC" "$@" >"$out" 2>"$WORK/fake-$name.err" &
+  FAKE_PID=$!; PIDS+=($!)
   for _ in $(seq 100); do grep -q '^ca=' "$out" 2>/dev/null && break; sleep 0.1; done
   HTTPS_ADDR="$(sed -n 's/^https_addr=//p' "$out")"
   TENANT="$(sed -n 's/^tenant=//p' "$out")"
-  CA="$WORK/ca-$1.pem"
+  CA="$WORK/ca-$name.pem"
+}
+
+# record -> the fake's round-trip facts since the last call (it appends one line per SIGUSR1)
+record() {
+  local n; n=$(wc -l <"$REC")
+  kill -USR1 "$FAKE_PID"
+  for _ in $(seq 200); do [ "$(wc -l <"$REC")" -gt "$n" ] && break; sleep 0.01; done
+  tail -1 "$REC"
+}
+
+# counts CMD... -> round trips of one run: connections (h2 / http1), requests, tokens
+counts() {
+  record >/dev/null
+  "$@" >/dev/null
+  record | awk '{
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    printf "%s conn (%s vault, %s token; h2 %s, http/1.1 %s), %s vault req (%s 401), %s token req, max %s req/conn",
+      f["connections"], f["vault_connections"], f["token_connections"], f["h2"], f["http1"],
+      f["vault_requests"], f["vault_401"], f["token_requests"], f["max_requests_per_connection"] }'
+}
+
+# cpu_ms CMD... -> median user+system CPU ms of the process (and what it execs) over RUNS runs
+cpu_ms() {
+  python3 - "$RUNS" "$@" <<'PY'
+import os, statistics, subprocess, sys
+runs, cmd = int(sys.argv[1]), sys.argv[2:]
+samples = []
+for _ in range(runs):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"bench: command failed with {p.returncode}")
+    samples.append((ru.ru_utime + ru.ru_stime) * 1000)
+print(f"{statistics.median(samples):.1f}")
+PY
 }
 
 # env_for N -> prints env assignments for N placeholders
@@ -68,24 +110,51 @@ median_ms() {
 
 peak_rss_kb() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1; }
 
-row() { printf '| %s | %s |\n' "$1" "$2"; }
+# run_case LABEL N -> one table row: median wall time, round trips of one run
+run_case() {
+  mapfile -t E < <(env_for "$2"); mapfile -t F < <(flags)
+  local ms rt
+  ms="$(median_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
+  rt="$(counts env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
+  printf '| %s | %s | %s |\n' "$1" "$ms" "$rt"
+  LAST_MS="$ms"
+}
 
-echo "| case | median ms (n=$RUNS) |"
-echo "|---|---|"
-row "plain \`true\`" "$(median_ms env -i /bin/true)"
-start_fake 0
+echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| case | median ms (n=$RUNS) | round trips of one run (fake's connection log) |"
+echo "|---|---|---|"
+printf '| plain `true` | %s | |\n' "$(median_ms env -i /bin/true)"
+start_fake loopback
+declare -A LOOP
 for n in 0 1 10 100; do
-  mapfile -t E < <(env_for "$n"); mapfile -t F < <(flags)
-  row "akv-env, $n placeholders" "$(median_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
+  run_case "akv-env, $n placeholders" "$n"; LOOP[$n]="$LAST_MS"
 done
-start_fake 20
+start_fake latency --latency-ms 20
 for n in 1 100; do
-  mapfile -t E < <(env_for "$n"); mapfile -t F < <(flags)
-  row "akv-env, $n placeholders, 20 ms vault latency" "$(median_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
+  run_case "akv-env, $n placeholders, 20 ms added to each vault response (\`--latency-ms\`)" "$n"
+done
+start_fake rtt --rtt-ms 20
+declare -A RTT
+for n in 1 10 100; do
+  run_case "akv-env, $n placeholders, 20 ms RTT relay (\`--rtt-ms\`, handshakes pay it)" "$n"
+  RTT[$n]="$LAST_MS"
 done
 echo
+for n in 1 100; do
+  echo "- $n placeholders at 20 ms RTT: $(awk -v r="${RTT[$n]}" -v l="${LOOP[$n]}" 'BEGIN { printf "%.1f", (r - l) / 20 }') RTTs more than on loopback"
+done
+echo "- 100 placeholders at 20 ms RTT: $(awk -v a="${RTT[100]}" -v b="${RTT[1]}" 'BEGIN { printf "%.2f", a / b }')x the time of 1 placeholder"
+start_fake cpu
+mapfile -t F < <(flags)
+mapfile -t E < <(env_for 1); CPU1="$(cpu_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
+mapfile -t E < <(env_for 100); CPU100="$(cpu_ms env -i "${E[@]}" "$BIN" "${F[@]}" -- true)"
+echo "- CPU time on loopback (user+system, median of $RUNS): 1 placeholder $CPU1 ms, 100 placeholders $CPU100 ms ($(awk -v a="$CPU100" -v b="$CPU1" 'BEGIN { printf "%.2f", a / b }')x)"
+echo
+start_fake rss --latency-ms 20
 mapfile -t E < <(env_for 100); mapfile -t F < <(flags)
 echo "Peak RSS, 100 placeholders (20 ms latency): $(peak_rss_kb env -i "${E[@]}" "$BIN" "${F[@]}" -- true) KiB (includes the final \`true\` image)"
 mapfile -t E < <(env_for 0)
 echo "Peak RSS, 0 placeholders: $(peak_rss_kb env -i "${E[@]}" "$BIN" "${F[@]}" -- true) KiB"
 echo "Binary size: static musl $(stat -c %s "$STATIC_BIN") bytes; glibc release $(stat -c %s "$GLIBC_BIN") bytes"
+echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

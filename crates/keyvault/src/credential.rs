@@ -5,13 +5,40 @@
 //! The SDK's managed-identity credential retries IMDS on its own for up to 72 s (Microsoft's
 //! guidance for VMs), so with nothing answering at 169.254.169.254 an attempt just runs out of
 //! time inside `get_token`. Without this wrapper the injector would blame the vault.
+//!
+//! It also saves a round trip: the SDK asks for a token only after the vault's 401 challenge
+//! named the resource, but for a vault host the resource follows from the domain
+//! ([`scope_for_vault`]), so the token request is started alongside the first vault request
+//! ([`TrackedCredential::prefetch`]). The SDK's challenge check is untouched: the token is handed
+//! over only when the SDK, after verifying a challenge, asks for exactly that scope; a vault
+//! whose challenge names another resource never sees it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use akv_trust::VaultHosts;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The token scope Key Vault's challenge names for a vault at `vault_url`, known from its
+/// domain: `https://myvault.vault.azure.net` -> `https://vault.azure.net/.default` (likewise the
+/// sovereign clouds, Managed HSM and the operator's extra suffixes). `None` for anything that
+/// is not one label before an allowed suffix: then the token waits for the challenge.
+pub(crate) fn scope_for_vault(hosts: &VaultHosts, vault_url: &str) -> Option<String> {
+    let host = vault_url
+        .strip_prefix("https://")?
+        .trim_end_matches('/')
+        .to_ascii_lowercase();
+    let (name, suffix) = host.split_once('.')?;
+    if name.is_empty() || host.contains([':', '/']) {
+        return None;
+    }
+    let suffix = hosts.suffixes().find(|s| s.eq_ignore_ascii_case(suffix))?;
+    Some(format!("https://{suffix}/.default"))
+}
 
 /// A [`TokenCredential`] that remembers whether it ever produced a token and whether the last
 /// request for one was left unfinished (still waiting, or abandoned when an attempt timed out).
@@ -24,6 +51,9 @@ pub(crate) struct TrackedCredential {
     hosts: VaultHosts,
     got_token: AtomicBool,
     unfinished: AtomicBool,
+    /// Token requests started before any challenge asked for them, by scope; each result goes
+    /// to the first `get_token` call for its scope.
+    prefetched: Mutex<HashMap<String, JoinHandle<azure_core::Result<AccessToken>>>>,
 }
 
 impl TrackedCredential {
@@ -33,7 +63,36 @@ impl TrackedCredential {
             hosts,
             got_token: AtomicBool::new(false),
             unfinished: AtomicBool::new(false),
+            prefetched: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts requesting a token for `scope` now, in the background, unless one is already on
+    /// its way. Scopes the guard refuses are never requested.
+    pub(crate) fn prefetch(&self, scope: String) {
+        if !self.hosts.allows_scope(&scope) {
+            return;
+        }
+        let mut prefetched = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        // A finished, unclaimed one may be old by now (a supervisor resolves again later).
+        if prefetched.get(&scope).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let inner = self.inner.clone();
+        let task_scope = scope.clone();
+        let task = tokio::spawn(async move { inner.get_token(&[task_scope.as_str()], None).await });
+        if let Some(old) = prefetched.insert(scope, task) {
+            old.abort();
+        }
+    }
+
+    /// The prefetched token request for exactly `scopes`, if any; it is claimed once.
+    fn claim(&self, scopes: &[&str]) -> Option<JoinHandle<azure_core::Result<AccessToken>>> {
+        let [scope] = scopes else { return None };
+        self.prefetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(*scope)
     }
 
     /// True when no token was ever obtained and the last request for one did not finish: an
@@ -70,11 +129,69 @@ impl TokenCredential for TrackedCredential {
         }
         self.unfinished.store(true, Ordering::Release);
         // If the attempt times out, this future is dropped here and `unfinished` stays set.
-        let result = self.inner.get_token(scopes, options).await;
+        let prefetched = match self.claim(scopes) {
+            // A task that panicked or was cancelled, or a token about to expire: ask afresh.
+            Some(task) => task.await.ok().filter(|r| {
+                r.as_ref().map_or(true, |t| {
+                    t.expires_on
+                        > azure_core::time::OffsetDateTime::now_utc()
+                            + azure_core::time::Duration::minutes(5)
+                })
+            }),
+            None => None,
+        };
+        let result = match prefetched {
+            Some(result) => result,
+            None => self.inner.get_token(scopes, options).await,
+        };
         if result.is_ok() {
             self.got_token.store(true, Ordering::Release);
         }
         self.unfinished.store(false, Ordering::Release);
+        result
+    }
+}
+
+impl Drop for TrackedCredential {
+    fn drop(&mut self) {
+        for (_, task) in self
+            .prefetched
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The credential as one vault client sees it: says when a token first reached that client,
+/// i.e. when the client met its vault's challenge and holds a token, so the rest of its
+/// requests can go out already authorized instead of each meeting the challenge.
+#[derive(Debug)]
+pub(crate) struct ClientCredential {
+    shared: Arc<TrackedCredential>,
+    ready: Arc<watch::Sender<bool>>,
+}
+
+impl ClientCredential {
+    /// `ready` is set to true once a token was handed to this client.
+    pub(crate) fn new(shared: Arc<TrackedCredential>, ready: Arc<watch::Sender<bool>>) -> Self {
+        ClientCredential { shared, ready }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for ClientCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let result = self.shared.get_token(scopes, options).await;
+        if result.is_ok() {
+            self.ready.send_replace(true);
+        }
         result
     }
 }
@@ -176,5 +293,113 @@ mod tests {
             );
             assert_eq!(*err.kind(), azure_core::error::ErrorKind::Other, "{scope}");
         }
+    }
+
+    #[test]
+    fn the_scope_follows_from_the_vault_domain() {
+        let extra = VaultHosts::with_extra_suffixes(["vault.test"]).unwrap();
+        let cases: &[(&str, Option<&str>)] = &[
+            ("https://myvault.vault.azure.net", Some(VAULT_SCOPE)),
+            ("https://MyVault.Vault.Azure.Net/", Some(VAULT_SCOPE)),
+            (
+                "https://v.vault.azure.cn",
+                Some("https://vault.azure.cn/.default"),
+            ),
+            (
+                "https://v.vault.usgovcloudapi.net",
+                Some("https://vault.usgovcloudapi.net/.default"),
+            ),
+            (
+                "https://hsm.managedhsm.azure.net",
+                Some("https://managedhsm.azure.net/.default"),
+            ),
+            (
+                "https://myvault.vault.test",
+                Some("https://vault.test/.default"),
+            ),
+            // Not one label before an allowed suffix, or not https: wait for the challenge.
+            ("https://a.b.vault.azure.net", None),
+            ("https://vault.azure.net", None),
+            ("https://myvault.vault.azure.net:8443", None),
+            ("http://myvault.vault.azure.net", None),
+            ("https://myvault.azure.net", None),
+            ("https://myvault.example.com", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(scope_for_vault(&extra, url).as_deref(), *want, "{url}");
+        }
+        assert_eq!(
+            scope_for_vault(&VaultHosts::default(), "https://myvault.vault.test"),
+            None
+        );
+    }
+
+    /// Counts token requests and the scopes they named.
+    #[derive(Debug, Default)]
+    struct Counting {
+        scopes: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            let n = {
+                let mut seen = self.scopes.lock().unwrap();
+                seen.push(scopes.join(" "));
+                seen.len()
+            };
+            Ok(AccessToken::new(
+                format!("token-{n}"),
+                OffsetDateTime::now_utc() + Duration::hours(1),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prefetched_token_is_handed_to_the_first_request_for_its_scope_only() {
+        let inner = Arc::new(Counting::default());
+        let tracked = TrackedCredential::new(inner.clone(), VaultHosts::default());
+        tracked.prefetch(VAULT_SCOPE.to_owned());
+        // A second prefetch while the first is on its way asks for nothing more.
+        tracked.prefetch(VAULT_SCOPE.to_owned());
+        // Refused scopes are never prefetched.
+        tracked.prefetch("https://management.azure.com/.default".to_owned());
+        // A challenge naming another (allowed) resource gets its own token, not the prefetched.
+        let hsm = "https://managedhsm.azure.net/.default";
+        let other = tracked.get_token(&[hsm], None).await.unwrap();
+        let first = tracked.get_token(&[VAULT_SCOPE], None).await.unwrap();
+        let scopes = inner.scopes.lock().unwrap().clone();
+        assert_eq!(scopes.len(), 2, "{scopes:?}");
+        assert!(scopes.contains(&VAULT_SCOPE.to_owned()), "{scopes:?}");
+        assert!(scopes.contains(&hsm.to_owned()), "{scopes:?}");
+        assert_ne!(other.token.secret(), first.token.secret());
+        let prefetched = 1 + scopes.iter().position(|s| s == VAULT_SCOPE).unwrap();
+        assert_eq!(first.token.secret(), format!("token-{prefetched}"));
+        // Claimed once: the next request asks the identity again (its own cache answers there).
+        tracked.get_token(&[VAULT_SCOPE], None).await.unwrap();
+        assert_eq!(inner.scopes.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_client_is_ready_once_a_token_reached_it() {
+        let tracked = Arc::new(TrackedCredential::new(
+            Arc::new(Counting::default()),
+            VaultHosts::default(),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let client = ClientCredential::new(tracked, Arc::new(tx));
+        assert!(
+            client
+                .get_token(&["https://azure.net/.default"], None)
+                .await
+                .is_err()
+        );
+        assert!(!*rx.borrow(), "a refused scope opened the gate");
+        client.get_token(&[VAULT_SCOPE], None).await.unwrap();
+        assert!(*rx.borrow());
     }
 }

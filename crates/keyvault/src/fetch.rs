@@ -4,7 +4,7 @@
 use crate::{
     Secret,
     config::{AuthConfig, AuthMode, ConfigError, TransportConfig},
-    credential::TrackedCredential,
+    credential::{ClientCredential, TrackedCredential},
     error::{FailureKind, ResolveError, Verdict, cause_chain, classify, facts_of},
     render::{Fetched, PublicJwk, render},
     version::{Meta, Tracked, TrackedKind, version_of},
@@ -32,7 +32,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
@@ -215,18 +215,35 @@ impl Resolver {
             auth = %self.mode,
             "resolving Key Vault placeholders"
         );
+        // The token request goes out alongside the first vault request where the domain says
+        // which resource the challenge will name; the SDK still verifies the challenge.
+        let vault_urls: std::collections::BTreeSet<&str> =
+            distinct.keys().map(|k| k.vault_url.as_str()).collect();
+        for url in vault_urls {
+            if let Some(scope) = crate::credential::scope_for_vault(&self.hosts, url) {
+                self.credential.prefetch(scope);
+            }
+        }
         let mut secret_clients: HashMap<String, Arc<SecretClient>> = HashMap::new();
         let mut key_clients: HashMap<String, Arc<KeyClient>> = HashMap::new();
         let mut client_errors: HashMap<String, String> = HashMap::new();
+        // Per vault client: true once it met the challenge and holds a token, or its first
+        // object's fetch ended (then the others go anyway, and fail or succeed on their own).
+        let mut ready: HashMap<(String, bool), Arc<watch::Sender<bool>>> = HashMap::new();
         for k in distinct.keys() {
             let opts = client_options(&self.transport, None);
+            let client_key = (k.vault_url.clone(), k.keys_endpoint);
+            if ready.contains_key(&client_key) {
+                continue;
+            }
+            let gate = Arc::new(watch::channel(false).0);
+            ready.insert(client_key, gate.clone());
+            let credential: Arc<dyn TokenCredential> =
+                Arc::new(ClientCredential::new(self.credential.clone(), gate));
             if k.keys_endpoint {
-                if key_clients.contains_key(&k.vault_url) {
-                    continue;
-                }
                 match KeyClient::new(
                     &k.vault_url,
-                    self.credential.clone() as Arc<dyn TokenCredential>,
+                    credential,
                     Some(KeyClientOptions {
                         client_options: opts,
                         // On by default in the SDK; stated so that no upgrade turns it off.
@@ -238,12 +255,9 @@ impl Resolver {
                     Err(e) => drop(client_errors.insert(k.vault_url.clone(), cause_chain(&e))),
                 }
             } else {
-                if secret_clients.contains_key(&k.vault_url) {
-                    continue;
-                }
                 match SecretClient::new(
                     &k.vault_url,
-                    self.credential.clone() as Arc<dyn TokenCredential>,
+                    credential,
                     Some(SecretClientOptions {
                         client_options: opts,
                         // On by default in the SDK; stated so that no upgrade turns it off.
@@ -258,31 +272,42 @@ impl Resolver {
         }
 
         // One object per vault client goes first: it meets Key Vault's 401 challenge and gets
-        // the token, which the client then reuses. Otherwise every request of the first wave
-        // would pay the challenge round trip on its own.
+        // the token, which the client then reuses. The others wait until the client holds the
+        // token (not until that first object is back: over HTTP/2 they all go out at once on
+        // the same connection); otherwise each would pay the challenge round trip on its own.
         let mut seen = std::collections::HashSet::new();
         let (first_wave, second_wave): (Vec<ObjectKey>, Vec<ObjectKey>) = distinct
             .into_keys()
             .partition(|k| seen.insert((k.vault_url.clone(), k.keys_endpoint)));
-        let wave = |keys: Vec<ObjectKey>| {
-            futures::stream::iter(keys)
-                .map(|key| {
-                    let secrets = secret_clients.get(&key.vault_url).cloned();
-                    let keys = key_clients.get(&key.vault_url).cloned();
-                    let client_error = client_errors.get(&key.vault_url).cloned();
-                    async move {
-                        let result = match (client_error, secrets, keys) {
-                            (Some(e), _, _) => Err((FailureKind::Rejected, e)),
-                            (None, s, k) => self.fetch_with_retry(&key, s, k, deadline).await,
-                        };
-                        (key, result)
+        let ordered = first_wave
+            .into_iter()
+            .map(|k| (k, true))
+            .chain(second_wave.into_iter().map(|k| (k, false)));
+        let fetched: HashMap<ObjectKey, Outcome> = futures::stream::iter(ordered)
+            .map(|(key, first)| {
+                let secrets = secret_clients.get(&key.vault_url).cloned();
+                let keys = key_clients.get(&key.vault_url).cloned();
+                let client_error = client_errors.get(&key.vault_url).cloned();
+                let gate = ready
+                    .get(&(key.vault_url.clone(), key.keys_endpoint))
+                    .cloned();
+                async move {
+                    if let (Some(gate), false) = (&gate, first) {
+                        let _ = gate.subscribe().wait_for(|open| *open).await;
                     }
-                })
-                .buffer_unordered(self.options.concurrency.max(1))
-                .collect::<Vec<_>>()
-        };
-        let mut fetched: HashMap<ObjectKey, Outcome> = wave(first_wave).await.into_iter().collect();
-        fetched.extend(wave(second_wave).await);
+                    let result = match (client_error, secrets, keys) {
+                        (Some(e), _, _) => Err((FailureKind::Rejected, e)),
+                        (None, s, k) => self.fetch_with_retry(&key, s, k, deadline).await,
+                    };
+                    if let (Some(gate), true) = (gate, first) {
+                        gate.send_replace(true);
+                    }
+                    (key, result)
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
 
         refs.iter()
             .zip(keys)

@@ -5,10 +5,16 @@ use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use std::{path::Path, sync::Arc};
 
+/// What the client offers in TLS ALPN, most preferred first: HTTP/2 carries every request of a
+/// wave on one connection per host (one TCP and TLS handshake instead of one per request in
+/// flight); a server that does not choose h2 is spoken to in HTTP/1.1.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
 /// Builds the reqwest client handed to the SDK as its transport.
 ///
 /// Trust is `webpki-roots` plus `ca_file`, never the platform store: scratch and distroless
-/// images have none, and reqwest's own rustls set-up would fail there.
+/// images have none, and reqwest's own rustls set-up would fail there. reqwest sets no ALPN on
+/// a preconfigured rustls config, so [`ALPN_PROTOCOLS`] are set here.
 pub fn http_client(cfg: &TransportConfig) -> Result<reqwest::Client, ConfigError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -21,11 +27,12 @@ pub fn http_client(cfg: &TransportConfig) -> Result<reqwest::Client, ConfigError
         add_pem_roots(&mut roots, &pem, path)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    tls.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(cfg.connect_timeout);

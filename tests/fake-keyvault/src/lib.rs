@@ -9,6 +9,7 @@
 mod entra;
 mod faults;
 mod pki;
+pub mod relay;
 mod seed;
 mod server;
 mod store;
@@ -42,6 +43,25 @@ pub struct Options {
     pub error_rate: f64,
     /// Share of vault requests whose connection is closed without an answer.
     pub drop_rate: f64,
+    /// Offer only `http/1.1` in TLS ALPN, like a server without HTTP/2 (Key Vault offers h2 and
+    /// http/1.1, and so does the fake by default).
+    pub http1_only: bool,
+}
+
+/// One TCP connection to the HTTPS port, as the fake saw it: how round trips are counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Accept order, from 0 over the fake's life (not reset by [`FakeKeyVault::clear_records`]).
+    pub id: u64,
+    /// TLS server name the client sent (the vault's or the token service's host).
+    pub server_name: Option<String>,
+    /// Protocol agreed in ALPN (`h2`, `http/1.1`); `None` when the client offered none, or the
+    /// TLS handshake failed.
+    pub protocol: Option<String>,
+    /// Whether the TLS handshake completed.
+    pub tls: bool,
+    /// Requests answered (or dropped) on this connection.
+    pub requests: u32,
 }
 
 /// One vault data-plane request, as the fake saw it.
@@ -95,6 +115,8 @@ pub(crate) struct Shared {
     pub windows: Mutex<faults::Windows>,
     pub accesses: Mutex<Vec<Access>>,
     pub grants: Mutex<Vec<TokenGrant>>,
+    pub connections: Mutex<Vec<Connection>>,
+    pub next_connection: std::sync::atomic::AtomicU64,
     pub identity_header: String,
 }
 
@@ -148,7 +170,12 @@ impl FakeKeyVault {
         opts.seed.validate()?;
         check_rate("error_rate", opts.error_rate).map_err(anyhow::Error::msg)?;
         check_rate("drop_rate", opts.drop_rate).map_err(anyhow::Error::msg)?;
-        let pki = pki::server_pki()?;
+        let mut pki = pki::server_pki()?;
+        if opts.http1_only {
+            let mut tls = (*pki.tls).clone();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            pki.tls = Arc::new(tls);
+        }
         let store = store::Store::from_seed(&opts.seed, now_unix())?;
         let header_bytes: [u8; 16] = rand::random();
         let shared = Arc::new(Shared {
@@ -167,6 +194,8 @@ impl FakeKeyVault {
             windows: Mutex::new(faults::Windows::default()),
             accesses: Mutex::new(Vec::new()),
             grants: Mutex::new(Vec::new()),
+            connections: Mutex::new(Vec::new()),
+            next_connection: Default::default(),
             identity_header: header_bytes.iter().map(|b| format!("{b:02x}")).collect(),
         });
         https.set_nonblocking(true)?;
@@ -263,10 +292,67 @@ impl FakeKeyVault {
         lock(&self.shared.grants).clone()
     }
 
-    /// Forgets recorded accesses and grants (between phases of one test).
+    /// Every connection to the HTTPS port so far, in the order they were accepted.
+    pub fn connections(&self) -> Vec<Connection> {
+        lock(&self.shared.connections).clone()
+    }
+
+    /// Forgets recorded accesses, grants and connections (between phases of one test).
+    /// Connections still open keep counting their requests into a forgotten entry.
     pub fn clear_records(&self) {
         lock(&self.shared.accesses).clear();
         lock(&self.shared.grants).clear();
+        lock(&self.shared.connections).clear();
+    }
+
+    /// One line of round-trip facts about the records so far (connections, TLS handshakes,
+    /// protocols, requests per connection, vault answers, tokens), e.g. for a benchmark.
+    pub fn summary(&self) -> String {
+        let conns = lock(&self.shared.connections);
+        let accesses = lock(&self.shared.accesses);
+        let grants = lock(&self.shared.grants);
+        let is_vault = |c: &&Connection| {
+            c.server_name
+                .as_deref()
+                .is_some_and(|n| server::vault_host(n).is_some())
+        };
+        let proto = |p: &str| {
+            conns
+                .iter()
+                .filter(|c| c.protocol.as_deref() == Some(p))
+                .count()
+        };
+        let status = |code: u16| accesses.iter().filter(|a| a.status == code).count();
+        format!(
+            "connections={} tls={} h2={} http1={} vault_connections={} vault_requests={} \
+             vault_401={} vault_200={} token_connections={} token_requests={} tokens={} \
+             max_requests_per_connection={}",
+            conns.len(),
+            conns.iter().filter(|c| c.tls).count(),
+            proto("h2"),
+            proto("http/1.1"),
+            conns.iter().filter(is_vault).count(),
+            accesses.len(),
+            status(401),
+            status(200),
+            conns.iter().filter(|c| c.tls && !is_vault(c)).count(),
+            conns
+                .iter()
+                .filter(|c| c.tls && !is_vault(c))
+                .map(|c| c.requests)
+                .sum::<u32>(),
+            grants.len(),
+            conns.iter().map(|c| c.requests).max().unwrap_or(0),
+        )
+    }
+
+    /// Takes the records so far and forgets them: for a runner that reports per run.
+    pub fn take_records(&self) -> (Vec<Access>, Vec<TokenGrant>, Vec<Connection>) {
+        (
+            std::mem::take(&mut *lock(&self.shared.accesses)),
+            std::mem::take(&mut *lock(&self.shared.grants)),
+            std::mem::take(&mut *lock(&self.shared.connections)),
+        )
     }
 
     /// Changes throttling; the current windows start afresh.

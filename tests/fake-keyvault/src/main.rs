@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use fake_keyvault::relay::DelayRelay;
 use fake_keyvault::{FakeKeyVault, Options, Seed, Throttle, check_rate};
 
 /// A local Azure Key Vault and Microsoft Entra token service for tests.
@@ -37,6 +38,17 @@ struct Args {
     /// Share (0 to 1) of vault requests whose connection is dropped unanswered.
     #[arg(long, env = "FAKE_KEYVAULT_DROP_RATE", default_value_t = 0.0, value_parser = |s: &str| rate("--drop-rate", s))]
     drop_rate: f64,
+    /// Offer only http/1.1 in TLS ALPN (by default h2 and http/1.1, like Key Vault).
+    #[arg(long, env = "FAKE_KEYVAULT_HTTP1_ONLY")]
+    http1_only: bool,
+    /// Round-trip time added by a relay in front of the HTTPS port (TCP and TLS handshakes pay
+    /// it too); `https_addr` is then the relay's. For benchmarks: netem is missing here.
+    #[arg(long, env = "FAKE_KEYVAULT_RTT_MS", default_value_t = 0)]
+    rtt_ms: u64,
+    /// On SIGUSR1, append one line of round-trip facts since the last one to this file
+    /// (connections, protocols, requests, tokens) and start counting afresh.
+    #[arg(long, env = "FAKE_KEYVAULT_RECORD_OUT")]
+    record_out: Option<PathBuf>,
 }
 
 fn rate(knob: &str, text: &str) -> Result<f64, String> {
@@ -66,8 +78,23 @@ async fn main() -> anyhow::Result<()> {
         latency: Duration::from_millis(args.latency_ms),
         error_rate: args.error_rate,
         drop_rate: args.drop_rate,
+        http1_only: args.http1_only,
     };
-    let kv = FakeKeyVault::start_on(args.listen, args.http_listen, opts).await?;
+    let (kv, relay) = if args.rtt_ms > 0 {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let kv = FakeKeyVault::start_on(any, args.http_listen, opts).await?;
+        let rtt = Duration::from_millis(args.rtt_ms);
+        let relay = DelayRelay::start(args.listen, kv.https_addr(), rtt)
+            .await
+            .with_context(|| format!("--listen {}", args.listen))?;
+        (kv, Some(relay))
+    } else {
+        (
+            FakeKeyVault::start_on(args.listen, args.http_listen, opts).await?,
+            None,
+        )
+    };
+    let https_addr = relay.as_ref().map_or(kv.https_addr(), DelayRelay::addr);
     std::fs::write(&args.ca_out, kv.ca_pem())
         .with_context(|| format!("--ca-out {}", args.ca_out.display()))?;
 
@@ -75,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     for vault in &vaults {
         ready.push_str(&format!("vault_url={}\n", kv.vault_url(vault)));
     }
-    ready.push_str(&format!("https_addr={}\n", kv.https_addr()));
+    ready.push_str(&format!("https_addr={https_addr}\n"));
     ready.push_str(&format!("http_addr={}\n", kv.http_addr()));
     ready.push_str(&format!("tenant={}\n", kv.tenant()));
     ready.push_str(&format!("authority_host={}\n", kv.authority_host()));
@@ -94,11 +121,24 @@ async fn main() -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = usr1.recv() => {
+                let Some(path) = &args.record_out else { continue };
+                let line = format!("{}\n", kv.summary());
+                kv.take_records();
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)
+                    .with_context(|| format!("--record-out {}", path.display()))?;
+                f.write_all(line.as_bytes())?;
+            }
+        }
     }
+    drop(relay);
     drop(kv);
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::store::{KvError, Paging, Route};
-use crate::{Access, Shared, entra, lock, now_unix};
+use crate::{Access, Connection, Shared, entra, lock, now_unix};
 
 /// The service's answer to a request it chose to drop: hyper closes the connection unanswered.
 #[derive(Debug)]
@@ -54,6 +55,14 @@ pub(crate) async fn serve_https(
         let shared = shared.clone();
         let login = login.clone();
         let mut shutdown = shutdown.clone();
+        let conn_id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.connections).push(Connection {
+            id: conn_id,
+            server_name: None,
+            protocol: None,
+            tls: false,
+            requests: 0,
+        });
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(tls) => tls,
@@ -62,8 +71,20 @@ pub(crate) async fn serve_https(
                     return;
                 }
             };
-            let service =
-                hyper::service::service_fn(move |req| dispatch(shared.clone(), login.clone(), req));
+            {
+                let (_, session) = tls.get_ref();
+                with_connection(&shared, conn_id, |c| {
+                    c.tls = true;
+                    c.server_name = session.server_name().map(str::to_owned);
+                    c.protocol = session
+                        .alpn_protocol()
+                        .map(|p| String::from_utf8_lossy(p).into_owned());
+                });
+            }
+            let service = hyper::service::service_fn(move |req| {
+                with_connection(&shared, conn_id, |c| c.requests += 1);
+                dispatch(shared.clone(), login.clone(), req)
+            });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             tokio::select! {
@@ -71,6 +92,17 @@ pub(crate) async fn serve_https(
                 _ = shutdown.changed() => {}
             }
         });
+    }
+}
+
+/// Runs `f` on the log entry of connection `id`, unless the records were cleared since.
+fn with_connection(shared: &Shared, id: u64, f: impl FnOnce(&mut Connection)) {
+    if let Some(c) = lock(&shared.connections)
+        .iter_mut()
+        .rev()
+        .find(|c| c.id == id)
+    {
+        f(c);
     }
 }
 
