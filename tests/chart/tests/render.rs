@@ -837,6 +837,63 @@ fn registry_egress_flags_follow_values() {
     }
 }
 
+/// The webhook container's env entries, by name.
+fn webhook_env(docs: &[Json]) -> Vec<(String, String)> {
+    one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn proxy_values_become_the_webhooks_proxy_variables() {
+    let names =
+        |docs: &[Json]| -> Vec<String> { webhook_env(docs).into_iter().map(|(n, _)| n).collect() };
+    let none = names(&render(&[]));
+    for var in ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"] {
+        assert!(
+            !none.contains(&var.to_owned()),
+            "{var} set by default: {none:?}"
+        );
+    }
+    let no_proxy = "localhost\\,127.0.0.1\\,.svc\\,.cluster.local\\,10.0.0.0/16";
+    let env = webhook_env(&render(&[
+        "proxy.httpsProxy=http://proxy.corp:3128",
+        "proxy.httpProxy=proxy.corp:3128",
+        &format!("proxy.noProxy={no_proxy}"),
+    ]));
+    for (name, value) in [
+        ("HTTPS_PROXY", "http://proxy.corp:3128"),
+        ("HTTP_PROXY", "proxy.corp:3128"),
+        (
+            "NO_PROXY",
+            "localhost,127.0.0.1,.svc,.cluster.local,10.0.0.0/16",
+        ),
+    ] {
+        assert!(
+            env.contains(&(name.to_owned(), value.to_owned())),
+            "{name}={value}: {env:?}"
+        );
+    }
+    // What the webhook makes of them is akv-proxy's; a SOCKS URL fails the schema already.
+    let error = helm()
+        .template(
+            RELEASE,
+            NAMESPACE,
+            &["proxy.httpsProxy=socks5://proxy:1080"],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("httpsProxy"), "{error}");
+}
+
 #[test]
 fn network_policy_admits_only_the_configured_sources_to_each_port() {
     assert!(of_kind(&render(&[]), "NetworkPolicy").is_empty());
