@@ -84,6 +84,15 @@ fn reads_of(h: &Harness, name: &str, status: u16) -> usize {
         .count()
 }
 
+/// SIGTERM, as the kubelet stops a container: an ordinary stop, so the program traps it
+/// (prints TERM) and its own status, 0, is the container's.
+async fn stop_as_the_kubelet_does(child: &mut Child, lines: &mut Lines<BufReader<ChildStdout>>) {
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
+    assert_eq!(next_line(lines).await, "TERM");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}
+
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..600 {
         if f() {
@@ -153,10 +162,7 @@ async fn a_new_version_restarts_the_program_onto_it() {
     // the kubelet now is an ordinary stop: the program's own status (0) is the container's.
     let (mut child, mut lines) = start(&h, "2s");
     assert_eq!(next_line(&mut lines).await, hash("second-value"));
-    let pid = child.id().unwrap() as i32;
-    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
-    assert_eq!(next_line(&mut lines).await, "TERM");
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    stop_as_the_kubelet_does(&mut child, &mut lines).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,10 +409,7 @@ async fn a_pinned_version_is_never_changed() {
         0,
         "the pinned object was checked"
     );
-    let pid = child.id().unwrap() as i32;
-    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
-    assert_eq!(next_line(&mut lines).await, "TERM");
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    stop_as_the_kubelet_does(&mut child, &mut lines).await;
     let err = stderr_of(&mut child).await;
     assert!(!err.contains("new version in Key Vault"), "{err}");
 }
@@ -461,10 +464,7 @@ async fn a_certificate_near_expiry_counts_as_changed_once() {
     h.kv.clear_records();
     until("three checks", || reads_of(&h, "expiring", 200) >= 3).await;
     assert!(child.try_wait().unwrap().is_none(), "restarted again");
-    let pid = child.id().unwrap() as i32;
-    assert_eq!(unsafe { nix::libc::kill(pid, nix::libc::SIGTERM) }, 0);
-    assert_eq!(next_line(&mut lines).await, "TERM");
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    stop_as_the_kubelet_does(&mut child, &mut lines).await;
 }
 
 /// A check whose token cannot be had (Entra down) fails like any other: logged, retried, and

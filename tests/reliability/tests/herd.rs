@@ -8,22 +8,26 @@ use std::time::Duration;
 use akv_env_reliability::{bins, herd, pod::Vault};
 use fake_keyvault::{Options, Throttle};
 
+/// The local Key Vault letting `limit` GETs through per second, and the injector under test.
+async fn throttled_vault(limit: u32) -> (Vault, Throttle) {
+    let throttle = Throttle {
+        limit,
+        window: Duration::from_secs(1),
+    };
+    let options = Options {
+        throttle: Some(throttle),
+        ..Default::default()
+    };
+    let vault = Vault::start(bins::injector().unwrap(), options)
+        .await
+        .unwrap();
+    (vault, throttle)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_rides_out_the_throttle_and_nobody_starts_unresolved() {
     const PODS: usize = 100;
-    let throttle = Throttle {
-        limit: 40,
-        window: Duration::from_secs(1),
-    };
-    let vault = Vault::start(
-        bins::injector().unwrap(),
-        Options {
-            throttle: Some(throttle),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (vault, throttle) = throttled_vault(40).await;
     let outcomes = herd::run(&vault, PODS, "120s").await;
     let report = herd::summarise(
         &outcomes,
@@ -63,19 +67,7 @@ async fn a_herd_rides_out_the_throttle_and_nobody_starts_unresolved() {
 /// logged and retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_supervisors_rides_out_throttled_checks_without_a_restart() {
-    let throttle = Throttle {
-        limit: 20,
-        window: Duration::from_secs(1),
-    };
-    let vault = Vault::start(
-        bins::injector().unwrap(),
-        Options {
-            throttle: Some(throttle),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (vault, _) = throttled_vault(20).await;
     let supervised = herd::SupervisedHerd {
         pods: 60,
         every_s: 2,
