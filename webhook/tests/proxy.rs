@@ -143,6 +143,11 @@ async fn image_lookups_go_through_the_proxy_from_the_environment() {
     });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot be reached")
+            && stderr.contains("tunnel error: unsuccessful (through the webhook's egress proxy)"),
+        "{stderr}"
+    );
     assert_eq!(proxy.requests().len(), before, "{}", proxy.log());
     assert!(
         refusing

@@ -260,7 +260,10 @@ impl ImageResolver {
                         self.inner.acr_tokens.invalidate(&registry).await;
                     }
                 }
-                Err(e) => return Err(e.into_lookup_error(image, &registry, platform)),
+                Err(e) => {
+                    let err = e.into_lookup_error(image, &registry, platform);
+                    return Err(self.through_proxy(err, &registry));
+                }
             }
         }
         Err(LookupError::Unauthorized {
@@ -355,6 +358,41 @@ impl ImageResolver {
             .insert(digest_key, answer.clone())
             .await;
         Ok(answer)
+    }
+
+    /// Says that an unreachable registry was asked for through the egress proxy: the proxy may
+    /// be what failed. Not its address (the message reaches pod authors); the log names it.
+    fn through_proxy(&self, err: LookupError, registry: &str) -> LookupError {
+        let LookupError::Unreachable {
+            image,
+            registry: name,
+            reason,
+        } = err
+        else {
+            return err;
+        };
+        let scheme = if self.is_insecure(registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let proxy = self.inner.opts.proxy.as_ref().and_then(|p| {
+            url::Url::parse(&format!("{scheme}://{registry}/"))
+                .ok()
+                .and_then(|u| p.proxy_for(&u).cloned())
+        });
+        let reason = match proxy {
+            Some(proxy) => {
+                tracing::warn!(registry, %proxy, "registry unreachable through the egress proxy");
+                format!("{reason} (through the webhook's egress proxy)")
+            }
+            None => reason,
+        };
+        LookupError::Unreachable {
+            image,
+            registry: name,
+            reason,
+        }
     }
 
     fn is_insecure(&self, registry: &str) -> bool {
