@@ -96,6 +96,9 @@ const VALUE_SETS: &[(&str, &[&str])] = &[
             "networkPolicy.enabled=true",
             "networkPolicy.webhookFrom[0].ipBlock.cidr=10.224.0.0/28",
             "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus",
+            "cloud.name=AzureChinaCloud",
+            "cloud.namespaceChoices={AzureUSGovernment}",
+            "caBundle.configMap.name=trust-bundle",
         ],
     ),
     (
@@ -754,6 +757,84 @@ fn webhook_arguments_follow_values() {
 }
 
 #[test]
+fn the_ca_bundle_reaches_the_webhook_from_pem_or_a_config_map() {
+    let bundle_volume = |docs: &[Json]| -> Json {
+        let spec = &one(docs, "Deployment")["spec"]["template"]["spec"];
+        let volume = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "ca-bundle")
+            .cloned()
+            .unwrap_or(Json::Null);
+        let mounted = spec["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| {
+                m["name"] == "ca-bundle"
+                    && m["mountPath"] == "/etc/akv-env/ca-bundle"
+                    && m["readOnly"] == true
+            });
+        assert_eq!(mounted, !volume.is_null(), "mount and volume go together");
+        volume
+    };
+    let config_maps = |docs: &[Json]| -> Vec<Json> {
+        docs.iter()
+            .filter(|d| {
+                d["kind"] == "ConfigMap"
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("-ca-bundle")
+            })
+            .cloned()
+            .collect()
+    };
+    // None by default.
+    let docs = render(&[]);
+    assert!(bundle_volume(&docs).is_null());
+    assert!(config_maps(&docs).is_empty());
+    assert!(
+        !webhook_args(&docs)
+            .iter()
+            .any(|a| a.starts_with("--ca-bundle-file"))
+    );
+
+    // PEM: the chart's own ConfigMap, and a checksum that rolls the webhook when it changes.
+    let pem = "-----BEGIN CERTIFICATE-----MIIB-----END CERTIFICATE-----";
+    let set = format!("caBundle.pem={pem}");
+    let docs = render(&[&set]);
+    let cms = config_maps(&docs);
+    assert_eq!(cms.len(), 1, "{cms:?}");
+    assert_eq!(cms[0]["data"]["ca.crt"], pem);
+    assert_eq!(
+        bundle_volume(&docs)["configMap"]["name"],
+        cms[0]["metadata"]["name"]
+    );
+    assert!(
+        webhook_args(&docs).contains(&"--ca-bundle-file=/etc/akv-env/ca-bundle/ca.crt".to_owned())
+    );
+    let annotations = &one(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
+    assert!(
+        annotations["checksum/ca-bundle"].is_string(),
+        "{annotations}"
+    );
+
+    // A ConfigMap of the operator's (trust-manager's Bundle target): referenced, not rendered.
+    let docs = render(&[
+        "caBundle.configMap.name=trust-bundle",
+        "caBundle.configMap.key=bundle.pem",
+    ]);
+    assert!(config_maps(&docs).is_empty());
+    assert_eq!(bundle_volume(&docs)["configMap"]["name"], "trust-bundle");
+    assert!(
+        webhook_args(&docs)
+            .contains(&"--ca-bundle-file=/etc/akv-env/ca-bundle/bundle.pem".to_owned())
+    );
+}
+
+#[test]
 fn server_limits_follow_values() {
     let defaults = webhook_args(&render(&[]));
     for expected in [
@@ -1012,6 +1093,11 @@ fn typos_and_bad_values_fail_the_schema_naming_the_key() {
             "/cloud/namespaceChoices/0",
         ),
         ("cloud.region=cn", "'region' not allowed"),
+        ("caBundle.pem=not-a-certificate", "/caBundle/pem"),
+        (
+            "caBundle.configMap.name=Trust_Bundle",
+            "/caBundle/configMap/name",
+        ),
         (
             "networkPolicy.webhookFrom[0].ipBlok.cidr=10.0.0.0/8",
             "'ipBlok' not allowed",
@@ -1073,10 +1159,20 @@ fn workload_identity_and_service_monitor_are_wired_when_asked() {
 fn deployment_args_are_accepted_by_the_webhook_cli() {
     use akv_env_webhook::cli::{Cli, Command};
     use clap::Parser as _;
+    // The CA bundle is read when its flag is parsed: a real one stands in for the mounted file.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.crt");
+    std::fs::write(&bundle, akv_test_support::pki::TestCa::new("bundle").pem()).unwrap();
     for (case, sets) in VALUE_SETS {
         let docs = render(sets);
         let mut argv = vec!["akv-env-webhook".to_owned()];
-        argv.extend(webhook_args(&docs));
+        argv.extend(webhook_args(&docs).into_iter().map(|a| {
+            if a.starts_with("--ca-bundle-file=/etc/akv-env/ca-bundle/") {
+                format!("--ca-bundle-file={}", bundle.display())
+            } else {
+                a
+            }
+        }));
         let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{case}: {argv:?}: {e}"));
         let Command::Serve(serve) = cli.command else {
             panic!("{case}: not `serve`")
