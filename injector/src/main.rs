@@ -45,9 +45,9 @@ IDENTITY_ENDPOINT/IDENTITY_HEADER; AZURE_CLIENT_ID picks a user-assigned one) on
 --auth managed-identity.
 
 Settings that decide where the token goes (--auth, --ca-file, --resolve, --authority-host,
---vault-host-suffix) are flags only: the webhook derives them from the admitted pod spec, and the
-environment, which ConfigMaps can feed, never sets them (AKV_ENV_AUTH, AKV_ENV_CA_FILE and
-AKV_ENV_RESOLVE in the environment are ignored). Vaults are Key Vault or Managed HSM hosts
+--vault-host-suffix, --cloud) are flags only: the webhook derives them from the admitted pod
+spec, and the environment, which ConfigMaps can feed, never sets them (AKV_ENV_AUTH,
+AKV_ENV_CA_FILE and AKV_ENV_RESOLVE in the environment are ignored). Vaults are Key Vault or Managed HSM hosts
 (vault.azure.net, vault.azure.cn, vault.usgovcloudapi.net, managedhsm.*) on port 443.
 
 Egress proxy: HTTPS_PROXY and NO_PROXY (upper case first, then https_proxy / no_proxy; NO_PROXY
@@ -85,6 +85,15 @@ enum Command {
     Install {
         /// Target directory, e.g. the shared emptyDir volume.
         dir: PathBuf,
+        /// PEM of the cluster's CA bundle, written to DIR/ca-bundle.pem (the webhook sets it on
+        /// the init container it adds; wrapped containers get --ca-file pointing there).
+        #[arg(
+            long,
+            env = "AKV_ENV_CA_BUNDLE",
+            hide_env_values = true,
+            value_name = "PEM"
+        )]
+        ca_bundle: Option<String>,
     },
     /// Print the version.
     Version,
@@ -145,12 +154,24 @@ fn main() -> ExitCode {
             println!("akv-env {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some(Command::Install { dir }) => match std::env::current_exe()
+        Some(Command::Install { dir, ca_bundle }) => match std::env::current_exe()
             .map_err(anyhow::Error::from)
             .and_then(|exe| install::install(&exe, &dir))
-        {
-            Ok((target, bytes)) => {
+            .and_then(|installed| {
+                let bundle = ca_bundle.filter(|pem| !pem.is_empty());
+                let bundle = bundle
+                    .map(|pem| install::write_ca_bundle(&dir, pem.as_bytes()))
+                    .transpose()?;
+                Ok((installed, bundle))
+            }) {
+            Ok(((target, bytes), bundle)) => {
                 println!("akv-env: installed {} ({bytes} bytes)", target.display());
+                if let Some(bundle) = bundle {
+                    println!(
+                        "akv-env: wrote the cluster CA bundle to {}",
+                        bundle.display()
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -275,10 +296,13 @@ fn build_resolver(
     for warning in trust.ignored_env(env) {
         tracing::warn!("{warning}");
     }
-    let default_vault = match settings.default_vault.as_deref().filter(|s| !s.is_empty()) {
-        Some(v) => Some(Vault::parse(v).map_err(|e| format!("AKV_ENV_DEFAULT_VAULT: {e}"))?),
-        None => None,
-    };
+    let default_vault =
+        match settings.default_vault.as_deref().filter(|s| !s.is_empty()) {
+            Some(v) => Some(trust.vault_in_cloud(
+                Vault::parse(v).map_err(|e| format!("AKV_ENV_DEFAULT_VAULT: {e}"))?,
+            )),
+            None => None,
+        };
     let auth = AuthConfig {
         forced: trust.auth,
         tenant_id: var(env, "AZURE_TENANT_ID"),
@@ -340,7 +364,10 @@ fn resolve(
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
-        let refs: Vec<_> = wanted.iter().map(|(_, _, r)| r.clone()).collect();
+        let refs: Vec<_> = wanted
+            .iter()
+            .map(|(_, _, r)| settings.trust.in_cloud(r))
+            .collect();
         let results = runtime.block_on(async {
             let deadline = tokio::time::Instant::now() + settings.timeout;
             resolver
@@ -424,6 +451,7 @@ mod tests {
             "--resolve",
             "--authority-host",
             "--vault-host-suffix",
+            "--cloud",
             "HTTPS_PROXY",
             "NO_PROXY",
             "install",
@@ -441,6 +469,7 @@ mod tests {
             "resolve",
             "authority_host",
             "vault_host_suffixes",
+            "cloud",
         ] {
             let arg = cmd
                 .get_arguments()

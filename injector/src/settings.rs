@@ -9,7 +9,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use akv_keyvault::{AuthMode, ConfigError, TransportConfig, VaultHosts};
+use akv_keyvault::{AuthMode, Cloud, ConfigError, TransportConfig, VaultHosts};
+use akv_placeholder::Reference;
 
 /// Environment variables that earlier versions read and that now only the webhook may turn
 /// into flags; set in the environment alone they are ignored (with a warning).
@@ -31,10 +32,11 @@ pub struct Trust {
     #[arg(long, value_name = "MODE", value_parser = parse_auth)]
     pub auth: Option<AuthMode>,
 
-    /// PEM file of extra CAs to trust besides the built-in roots (private endpoints, tests).
-    /// Not read from AKV_ENV_CA_FILE.
+    /// PEM file of extra CAs to trust besides the built-in roots (private endpoints, tests);
+    /// repeatable (the cluster's CA bundle and the pod's own file add up). Not read from
+    /// AKV_ENV_CA_FILE.
     #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Vec<PathBuf>,
 
     /// Fixed addresses for host names without DNS: "host=ip:port,host2=ip:port". Never for
     /// Microsoft Entra ID's hosts or IMDS. Not read from AKV_ENV_RESOLVE.
@@ -50,6 +52,18 @@ pub struct Trust {
     /// vault.azure.cn, vault.usgovcloudapi.net, managedhsm.*); repeatable. Port 443 only.
     #[arg(long = "vault-host-suffix", value_name = "SUFFIX")]
     pub vault_host_suffixes: Vec<String>,
+
+    /// The cloud, pinned by the operator: AzurePublicCloud, AzureChinaCloud, AzureUSGovernment
+    /// or a vault DNS suffix. Bare vault names take its suffix (kv1 -> kv1.vault.azure.cn), the
+    /// authority is its Entra host unless --authority-host says otherwise, and only its vault
+    /// domains (plus --vault-host-suffix) are vaults. Without it: every cloud's vaults, bare
+    /// names in the public cloud, the authority from AZURE_AUTHORITY_HOST.
+    #[arg(long, value_name = "CLOUD", value_parser = parse_cloud)]
+    pub cloud: Option<Cloud>,
+}
+
+fn parse_cloud(text: &str) -> Result<Cloud, String> {
+    Cloud::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_auth(text: &str) -> Result<AuthMode, String> {
@@ -60,21 +74,63 @@ impl Trust {
     /// The HTTPS client's settings: the CA file and the fixed-address map (checked: never
     /// Entra's hosts or IMDS).
     pub fn transport(&self) -> Result<TransportConfig, ConfigError> {
+        let mut files = self
+            .ca_file
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .cloned();
         Ok(TransportConfig {
-            ca_file: self.ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
+            ca_file: files.next(),
+            extra_ca_files: files.collect(),
             resolve: akv_keyvault::parse_resolve(self.resolve.as_deref().unwrap_or(""))?,
             ..Default::default()
         })
     }
 
-    /// The authority: `--authority-host`, else an Entra host from `AZURE_AUTHORITY_HOST`.
+    /// The authority: `--authority-host`, else the `--cloud`'s Entra host, else an Entra host
+    /// from `AZURE_AUTHORITY_HOST`.
     pub fn authority(&self, env_value: Option<&str>) -> Result<Option<String>, ConfigError> {
-        akv_keyvault::choose_authority(self.authority_host.as_deref(), env_value)
+        akv_keyvault::choose_authority_in(
+            self.authority_host.as_deref(),
+            self.cloud.as_ref(),
+            env_value,
+        )
     }
 
-    /// Key Vault's and Managed HSM's domains plus `--vault-host-suffix`.
+    /// Key Vault's and Managed HSM's domains plus `--vault-host-suffix`, pinned to `--cloud`.
+    /// An operator's own suffix as the cloud must also be given as `--vault-host-suffix` (the
+    /// webhook passes both), so the cloud flag alone cannot widen what is a vault.
     pub fn vault_hosts(&self) -> Result<VaultHosts, ConfigError> {
-        VaultHosts::with_extra_suffixes(&self.vault_host_suffixes).map_err(ConfigError::VaultHosts)
+        let hosts = VaultHosts::with_extra_suffixes(&self.vault_host_suffixes)
+            .map_err(ConfigError::VaultHosts)?;
+        if let Some(Cloud::Suffix(s)) = &self.cloud
+            && !hosts.extra_suffixes().contains(s)
+        {
+            return Err(ConfigError::Cloud(akv_keyvault::CloudError {
+                value: s.clone(),
+                why: "an operator's own suffix must also be allowed with --vault-host-suffix"
+                    .to_owned(),
+            }));
+        }
+        Ok(hosts.pinned_to(self.cloud.clone()))
+    }
+
+    /// `reference` with a bare vault name completed with the cloud's suffix, so that what is
+    /// contacted (and named in errors) is the cloud's host. Without `--cloud`, unchanged.
+    pub fn in_cloud(&self, reference: &Reference) -> Reference {
+        let mut r = reference.clone();
+        if let Some(cloud) = &self.cloud {
+            r.vault = r.vault.map(|v| v.in_suffix(cloud.vault_suffix()));
+        }
+        r
+    }
+
+    /// The default vault, completed like [`Self::in_cloud`].
+    pub fn vault_in_cloud(&self, vault: akv_placeholder::Vault) -> akv_placeholder::Vault {
+        match &self.cloud {
+            Some(cloud) => vault.in_suffix(cloud.vault_suffix()),
+            None => vault,
+        }
     }
 
     /// Warnings for trust settings found in the environment with another value than the flag
@@ -87,12 +143,12 @@ impl Trust {
                 let Some((_, value)) = env.iter().find(|(n, v)| n == name && !v.is_empty()) else {
                     return false;
                 };
-                let flag: Option<OsString> = match *name {
-                    "AKV_ENV_AUTH" => self.auth.map(|a| a.as_str().into()),
-                    "AKV_ENV_CA_FILE" => self.ca_file.clone().map(Into::into),
-                    _ => self.resolve.clone().map(Into::into),
+                let flags: Vec<OsString> = match *name {
+                    "AKV_ENV_AUTH" => self.auth.map(|a| a.as_str().into()).into_iter().collect(),
+                    "AKV_ENV_CA_FILE" => self.ca_file.iter().cloned().map(Into::into).collect(),
+                    _ => self.resolve.clone().map(Into::into).into_iter().collect(),
                 };
-                flag.as_ref() != Some(value)
+                !flags.contains(value)
             })
             .map(|(name, flag)| {
                 format!(
@@ -121,7 +177,7 @@ mod tests {
     fn trust_settings_in_the_environment_are_reported_as_ignored() {
         let none = Trust::default();
         let flagged = Trust {
-            ca_file: Some("/x".into()),
+            ca_file: vec!["/akv-env/bin/ca-bundle.pem".into(), "/x".into()],
             resolve: Some("a.vault.azure.net=1.2.3.4:443".into()),
             ..Default::default()
         };

@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_mutation::{NamespaceFacts, asks_for_managed_identity, needs_namespace_vault, plan_in};
+use akv_mutation::{
+    NamespaceFacts, asks_for_managed_identity, needs_namespace_cloud, needs_namespace_vault,
+    plan_in,
+};
 use base64::Engine;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -183,12 +186,17 @@ impl Admitter {
 
     /// Namespace facts -> plan -> the shared pipeline. Err is the refusal.
     async fn decide(&self, pod: &Value, namespace: &str) -> Result<pipeline::Outcome, String> {
-        let facts = if needs_namespace_vault(pod) || asks_for_managed_identity(pod) {
+        let needs_cloud = needs_namespace_cloud(pod, &self.config.trust);
+        let facts = if needs_namespace_vault(pod) || asks_for_managed_identity(pod) || needs_cloud {
             let facts = async {
                 Ok::<_, String>(NamespaceFacts {
                     vault: self.namespaces.vault_annotation(namespace).await?,
                     allow_managed_identity: asks_for_managed_identity(pod)
                         && self.namespaces.allows_managed_identity(namespace).await?,
+                    cloud: match needs_cloud {
+                        true => self.namespaces.cloud_annotation(namespace).await?,
+                        false => None,
+                    },
                 })
             };
             facts.await.map_err(|e| {

@@ -205,6 +205,54 @@ pub struct TrustArgs {
     /// new clouds); repeatable (env: comma-separated). Enforced at admission and by akv-env.
     #[arg(long = "vault-host-suffix", env = "AKV_ENV_WEBHOOK_VAULT_HOST_SUFFIXES", value_delimiter = ',', value_parser = parse_suffix)]
     pub vault_host_suffixes: Vec<String>,
+
+    /// Pin the cloud: AzurePublicCloud, AzureChinaCloud, AzureUSGovernment, or a vault DNS
+    /// suffix. Bare vault names take its suffix, akv-env gets its Entra authority and token
+    /// audience, and vault URLs of other clouds are refused at admission. Unset: not pinned
+    /// (bare names in the public cloud, every cloud's vault URLs accepted).
+    #[arg(long, env = "AKV_ENV_WEBHOOK_CLOUD", value_parser = parse_cloud)]
+    pub cloud: Option<akv_trust::Cloud>,
+
+    /// A cloud that a namespace may choose with the annotation `akv-env.io/cloud` (overriding
+    /// --cloud for its pods); repeatable (env: comma-separated). Namespace admins may be able to
+    /// edit that annotation, so it picks among these only. Unset: the annotation is not read.
+    #[arg(long = "namespace-cloud", env = "AKV_ENV_WEBHOOK_NAMESPACE_CLOUDS", value_delimiter = ',', value_parser = parse_cloud)]
+    pub namespace_clouds: Vec<akv_trust::Cloud>,
+
+    /// PEM file of the cluster's extra CAs (TLS-inspecting firewalls, private endpoints): read at
+    /// start-up, written by the added init container next to the injector and trusted by every
+    /// wrapped container (--ca-file), besides the built-in roots. At most 64 KiB: list only your
+    /// own CAs, the public roots are built in. Restart the webhook when it changes.
+    #[arg(long, env = "AKV_ENV_WEBHOOK_CA_BUNDLE_FILE", value_name = "FILE", value_parser = read_ca_bundle)]
+    pub ca_bundle_file: Option<CaBundle>,
+}
+
+/// The CA bundle's PEM, read and checked when the flag is parsed; shown by its size only.
+#[derive(Clone)]
+pub struct CaBundle(pub String);
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CaBundle({} bytes)", self.0.len())
+    }
+}
+
+/// The largest CA bundle put into pods (it travels in every mutated pod's spec).
+pub const CA_BUNDLE_LIMIT: usize = 64 * 1024;
+
+fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA bundle {path}: {e}"))?;
+    if pem.len() > CA_BUNDLE_LIMIT {
+        return Err(format!(
+            "the CA bundle {path} is {} bytes, more than {CA_BUNDLE_LIMIT}; it goes into every \
+             mutated pod, so list only your own CAs (the public roots are built in)",
+            pem.len()
+        ));
+    }
+    akv_registry::pem_certificates(&pem).map_err(|e| format!("the CA bundle {path}: {e}"))?;
+    String::from_utf8(pem)
+        .map(CaBundle)
+        .map_err(|_| format!("the CA bundle {path} is not text (PEM)"))
 }
 
 impl TrustArgs {
@@ -213,8 +261,15 @@ impl TrustArgs {
             allow_managed_identity: self.allow_managed_identity,
             vault_hosts: akv_trust::VaultHosts::with_extra_suffixes(&self.vault_host_suffixes)
                 .expect("suffixes were validated when parsed"),
+            cloud: self.cloud.clone(),
+            namespace_clouds: self.namespace_clouds.clone(),
+            ca_bundle: self.ca_bundle_file.as_ref().map(|b| b.0.clone()),
         }
     }
+}
+
+fn parse_cloud(text: &str) -> Result<akv_trust::Cloud, String> {
+    akv_trust::Cloud::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_suffix(text: &str) -> Result<String, String> {
@@ -789,5 +844,49 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.pull_policy, "Always");
+    }
+
+    #[test]
+    fn cloud_flags_reach_the_trust_policy() {
+        use akv_trust::Cloud;
+        let serve = |extra: &[&str]| {
+            let mut argv = vec![
+                "akv-env-webhook",
+                "serve",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ];
+            argv.extend_from_slice(&["--injector-image", "img"]);
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Serve(args)) => Ok(args.mutation.config().trust),
+                Ok(_) => panic!("not serve"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let open = serve(&[]).unwrap();
+        assert_eq!((open.cloud, open.namespace_clouds), (None, vec![]));
+        let pinned = serve(&[
+            "--cloud=AzureChinaCloud",
+            "--namespace-cloud=AzureUSGovernment",
+            "--namespace-cloud=vault.example.test",
+        ])
+        .unwrap();
+        assert_eq!(pinned.cloud, Some(Cloud::China));
+        assert_eq!(
+            pinned.namespace_clouds,
+            [
+                Cloud::UsGovernment,
+                Cloud::Suffix("vault.example.test".into())
+            ]
+        );
+        assert_eq!(
+            serve(&["--cloud=vault.usgovcloudapi.net"]).unwrap().cloud,
+            Some(Cloud::UsGovernment)
+        );
+        let err = serve(&["--cloud=AzureGermanCloud"]).unwrap_err();
+        assert!(err.contains("\"AzureGermanCloud\" is not a cloud"), "{err}");
     }
 }

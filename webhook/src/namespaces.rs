@@ -1,4 +1,5 @@
-//! The namespace's `akv-env.io/vault` annotation and its opt-in label, read through the API and
+//! The namespace's `akv-env.io/vault` and `akv-env.io/cloud` annotations and its opt-in label,
+//! read through the API and
 //! cached briefly (a bounded moka cache: one GET per namespace per TTL, shared by concurrent
 //! reviews). A watch (kube's reflector) would need kube's `runtime` feature; the short TTL keeps
 //! answers fresh enough for labels and annotations that change rarely.
@@ -44,6 +45,26 @@ pub trait NamespaceSource: Send + Sync {
     /// its pods choose the node's managed identity. Sources without a cluster say no.
     fn allows_managed_identity<'a>(&'a self, _namespace: &'a str) -> EnabledFuture<'a> {
         Box::pin(async { Ok(false) })
+    }
+
+    /// The namespace's `akv-env.io/cloud` annotation (`None`: not set). Sources without a
+    /// cluster have none.
+    fn cloud_annotation<'a>(&'a self, _namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Namespaces with an `akv-env.io/cloud` annotation (and nothing else), for tests.
+pub struct CloudNamespaces(pub HashMap<String, String>);
+
+impl NamespaceSource for CloudNamespaces {
+    fn vault_annotation<'a>(&'a self, _namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn cloud_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a> {
+        let answer = self.0.get(namespace).cloned();
+        Box::pin(async move { Ok(answer) })
     }
 }
 
@@ -97,6 +118,7 @@ struct Facts {
     enabled: bool,
     vault: Option<String>,
     allow_managed_identity: bool,
+    cloud: Option<String>,
 }
 
 impl KubeNamespaces {
@@ -138,6 +160,12 @@ impl KubeNamespaces {
                 .as_ref()
                 .and_then(|a| a.get(akv_mutation::ANNOTATION_ALLOW_MANAGED_IDENTITY))
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            cloud: ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(akv_mutation::ANNOTATION_CLOUD))
+                .cloned(),
             vault: ns
                 .metadata
                 .annotations
@@ -166,5 +194,9 @@ impl NamespaceSource for KubeNamespaces {
                 .await
                 .map(|f| f.allow_managed_identity)
         })
+    }
+
+    fn cloud_annotation<'a>(&'a self, namespace: &'a str) -> VaultFuture<'a> {
+        Box::pin(async move { self.facts(namespace).await.map(|f| f.cloud) })
     }
 }

@@ -144,6 +144,8 @@ impl AuthConfig {
 pub struct TransportConfig {
     /// `--ca-file`: PEM file with extra trust anchors, added to the built-in roots.
     pub ca_file: Option<PathBuf>,
+    /// More `--ca-file`s (the cluster's CA bundle and the pod's own), added alike.
+    pub extra_ca_files: Vec<PathBuf>,
     /// `--resolve`: fixed host-to-address mappings that bypass DNS (never Entra's or IMDS).
     pub resolve: Vec<(String, SocketAddr)>,
     /// Upper bound for establishing one TCP+TLS connection.
@@ -157,6 +159,7 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             ca_file: None,
+            extra_ca_files: Vec::new(),
             resolve: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             proxy: None,
@@ -177,6 +180,17 @@ pub fn choose_authority(
     env: Option<&str>,
 ) -> Result<Option<String>, ConfigError> {
     Ok(akv_trust::authority::choose(flag, env)?)
+}
+
+/// The authority with the operator's cloud: `--authority-host`, else the cloud's Entra host
+/// (`--cloud`), else `AZURE_AUTHORITY_HOST` if it names an Entra host
+/// ([`akv_trust::authority::choose_in`]).
+pub fn choose_authority_in(
+    flag: Option<&str>,
+    cloud: Option<&akv_trust::Cloud>,
+    env: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    Ok(akv_trust::authority::choose_in(flag, cloud, env)?)
 }
 
 /// A setting that cannot work; names the variable and what is wrong with it.
@@ -205,6 +219,8 @@ pub enum ConfigError {
     Authority(#[from] akv_trust::AuthorityError),
     #[error("--vault-host-suffix: {0}")]
     VaultHosts(akv_trust::HostError),
+    #[error("--cloud: {0}")]
+    Cloud(akv_trust::CloudError),
     #[error("--ca-file: cannot read {path}: {source}")]
     CaFileRead {
         path: PathBuf,

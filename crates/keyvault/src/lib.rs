@@ -18,9 +18,10 @@ mod transport;
 mod version;
 
 /// The vault host policy, re-exported so the injector needs no other crate for it.
-pub use akv_trust::VaultHosts;
+pub use akv_trust::{Cloud, CloudError, VaultHosts};
 pub use config::{
-    AuthConfig, AuthMode, ConfigError, TransportConfig, choose_authority, parse_resolve,
+    AuthConfig, AuthMode, ConfigError, TransportConfig, choose_authority, choose_authority_in,
+    parse_resolve,
 };
 pub use error::{FailureKind, ResolveError, cause_chain};
 pub use fetch::{FetchOptions, Resolver};

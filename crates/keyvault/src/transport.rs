@@ -19,7 +19,7 @@ pub fn http_client(cfg: &TransportConfig) -> Result<reqwest::Client, ConfigError
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = &cfg.ca_file {
+    for path in cfg.ca_file.iter().chain(&cfg.extra_ca_files) {
         let pem = std::fs::read(path).map_err(|source| ConfigError::CaFileRead {
             path: path.clone(),
             source,

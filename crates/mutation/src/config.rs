@@ -22,6 +22,12 @@ pub const DEFAULT_VAULT_ENV: &str = "AKV_ENV_DEFAULT_VAULT";
 /// The node selector whose value picks the platform in a multi-arch image index.
 pub const ARCH_NODE_SELECTOR: &str = "kubernetes.io/arch";
 
+/// The env var carrying the operator's CA bundle (PEM) to the added init container, which
+/// writes it next to the injector as [`CA_BUNDLE_FILE`].
+pub const CA_BUNDLE_ENV: &str = "AKV_ENV_CA_BUNDLE";
+/// The CA bundle's file name in the injector's directory.
+pub const CA_BUNDLE_FILE: &str = "ca-bundle.pem";
+
 /// Where the init container mounts the shared volume to copy the binary into. Not under
 /// `/akv-env`: in the injector image that path is the binary itself, and a runtime cannot make a
 /// mount point below a file (the end-to-end tests found this with runc).
@@ -85,5 +91,10 @@ impl Config {
     /// The injector's path inside wrapped containers.
     pub fn injector_path(&self) -> String {
         format!("{}/akv-env", self.mount_path.trim_end_matches('/'))
+    }
+
+    /// The CA bundle's path inside wrapped containers (next to the injector, read-only).
+    pub fn ca_bundle_path(&self) -> String {
+        format!("{}/{CA_BUNDLE_FILE}", self.mount_path.trim_end_matches('/'))
     }
 }

@@ -105,6 +105,16 @@ pub enum Problem {
         error: String,
     },
 
+    #[error("namespace annotation `akv-env.io/cloud`: {error}")]
+    BadCloudAnnotation { error: String },
+
+    #[error(
+        "namespace annotation `akv-env.io/cloud: {cloud}`: the operator does not let namespaces \
+         choose this cloud (allowed: {allowed}); remove the annotation or ask an operator to add \
+         the cloud to the webhook's --namespace-cloud (chart value cloud.namespaceChoices)"
+    )]
+    CloudNotAllowed { cloud: String, allowed: String },
+
     #[error(
         "pod annotation `akv-env.io/auth`: unknown value {value:?}; use workload-identity, \
          client-secret or managed-identity"

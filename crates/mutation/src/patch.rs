@@ -5,8 +5,8 @@ use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::{Value, json};
 
 use crate::config::{
-    ANNOTATION_STATUS, DEFAULT_VAULT_ENV, FLAG_ALLOW_PLACEHOLDER_TEXT, INSTALL_MOUNT_PATH,
-    STATUS_INJECTED,
+    ANNOTATION_STATUS, CA_BUNDLE_ENV, DEFAULT_VAULT_ENV, FLAG_ALLOW_PLACEHOLDER_TEXT,
+    INSTALL_MOUNT_PATH, STATUS_INJECTED,
 };
 use crate::entrypoint::{self, Word};
 use crate::error::{Denial, Problem};
@@ -171,7 +171,7 @@ impl Plan<'_> {
     /// root filesystem, RuntimeDefault seccomp.
     fn init_container(&self) -> Value {
         let config = self.config;
-        json!({
+        let mut init = json!({
             "name": config.init_container_name,
             "image": config.injector_image,
             "imagePullPolicy": config.pull_policy,
@@ -189,7 +189,11 @@ impl Plan<'_> {
                 "capabilities": { "drop": ["ALL"] },
                 "seccompProfile": { "type": "RuntimeDefault" },
             },
-        })
+        });
+        if let Some(pem) = &config.trust.ca_bundle {
+            init["env"] = json!([{ "name": CA_BUNDLE_ENV, "value": pem }]);
+        }
+        init
     }
 }
 

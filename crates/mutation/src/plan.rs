@@ -16,7 +16,8 @@ use crate::config::{
 };
 use crate::entrypoint::ImageEntrypoint;
 use crate::error::{Denial, Problem};
-use crate::trust::{self, NamespaceFacts, TrustPolicy};
+use crate::trust::{self, NamespaceFacts};
+use akv_trust::VaultHosts;
 
 /// Which list a container is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,7 +137,7 @@ pub fn plan<'c>(
 ) -> Result<Plan<'c>, Denial> {
     let namespace = NamespaceFacts {
         vault: namespace_vault.map(str::to_owned),
-        allow_managed_identity: false,
+        ..Default::default()
     };
     plan_in(pod, &namespace, config)
 }
@@ -222,6 +223,17 @@ pub fn plan_in<'c>(
         problems.push(p);
         None
     });
+    let cloud = trust::effective_cloud(namespace, &config.trust).unwrap_or_else(|p| {
+        problems.push(p);
+        None
+    });
+    let hosts = config.trust.vault_hosts.clone().pinned_to(cloud.clone());
+    let cloud_flag = trust::cloud_flag(cloud.as_ref());
+    let ca_bundle_flag = config
+        .trust
+        .ca_bundle
+        .as_ref()
+        .map(|_| format!("--ca-file={}", config.ca_bundle_path()));
     match crate::rotation::injector_flags(
         &annotations,
         config.restart_floor,
@@ -259,7 +271,7 @@ pub fn plan_in<'c>(
                 container,
                 raw,
                 default_vault.as_ref(),
-                &config.trust,
+                &hosts,
                 &mut problems,
                 &mut plan.warnings,
             ) {
@@ -268,8 +280,10 @@ pub fn plan_in<'c>(
                     target.injector_flags = auth_flag
                         .iter()
                         .cloned()
+                        .chain(cloud_flag.iter().cloned())
+                        .chain(ca_bundle_flag.iter().cloned())
                         .chain(own)
-                        .chain(trust::suffix_flags(&config.trust))
+                        .chain(trust::suffix_flags(&hosts))
                         .collect();
                     plan.targets.push(target);
                 }
@@ -388,9 +402,20 @@ pub fn needs_namespace_vault(pod: &Value) -> bool {
             .and_then(|a| a.get(key))
             .and_then(Value::as_str)
     };
+    annotation(ANNOTATION_VAULT).is_none() && in_scope_with_placeholders(pod)
+}
+
+/// The pod is neither opted out nor mutated already, and holds a placeholder or reads a
+/// ConfigMap (which may hold one).
+pub(crate) fn in_scope_with_placeholders(pod: &Value) -> bool {
+    let annotation = |key: &str| {
+        pod.get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    };
     if annotation(ANNOTATION_INJECT).is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
         || annotation(ANNOTATION_STATUS).is_some()
-        || annotation(ANNOTATION_VAULT).is_some()
     {
         return false;
     }
@@ -423,7 +448,7 @@ fn examine(
     typed: &Container,
     raw: Option<&Value>,
     default_vault: Option<&Vault>,
-    policy: &TrustPolicy,
+    hosts: &VaultHosts,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) -> Option<Target> {
@@ -465,7 +490,7 @@ fn examine(
                     .or(default_vault);
                 if let Some(vault) = vault
                     && let Err(p) =
-                        trust::check_vault(policy, &container, &var.name, vault, reference.kind)
+                        trust::check_vault(hosts, &container, &var.name, vault, reference.kind)
                 {
                     problems.push(p);
                 }

@@ -10,12 +10,19 @@
 //!   `AKV_ENV_CA_FILE`, `AKV_ENV_RESOLVE` and `AZURE_AUTHORITY_HOST` in the container (the last
 //!   definition of a name, as the kubelet uses it); a definition through `valueFrom` or
 //!   `envFrom` never becomes a flag;
-//! - `--vault-host-suffix` for each suffix the operator added.
+//! - `--vault-host-suffix` for each suffix the operator added;
+//! - `--ca-file=<injector dir>/ca-bundle.pem` for the operator's CA bundle, which the added init
+//!   container writes into the injector's own volume: the pod cannot replace it (that volume,
+//!   its mount path and the init container's name are refused in a pod), only add a CA file of
+//!   its own (a second `--ca-file`);
+//! - `--cloud` for the cloud pinned by the operator (`--cloud`) or chosen by the namespace
+//!   (`akv-env.io/cloud`, among the clouds the operator lets namespaces choose): bare vault
+//!   names take its suffix, and a vault URL of another cloud is refused at admission.
 
 use std::collections::BTreeMap;
 
 use akv_placeholder::{ObjectKind, Vault};
-use akv_trust::VaultHosts;
+use akv_trust::{Cloud, VaultHosts};
 use k8s_openapi::api::core::v1::EnvVar;
 
 use crate::{ContainerRef, Problem};
@@ -25,6 +32,9 @@ use crate::{ContainerRef, Problem};
 pub const ANNOTATION_AUTH: &str = "akv-env.io/auth";
 /// Namespace annotation: `"true"` lets pods in the namespace choose managed identity.
 pub const ANNOTATION_ALLOW_MANAGED_IDENTITY: &str = "akv-env.io/allow-managed-identity";
+/// Namespace annotation: the namespace's cloud (`AzureChinaCloud`, ...), one of those the
+/// operator lets namespaces choose (`--namespace-cloud`).
+pub const ANNOTATION_CLOUD: &str = "akv-env.io/cloud";
 
 const AUTH_MODES: &[&str] = &["workload-identity", "client-secret", "managed-identity"];
 
@@ -42,6 +52,16 @@ pub struct TrustPolicy {
     pub allow_managed_identity: bool,
     /// Key Vault's and Managed HSM's domains plus `--vault-host-suffix`.
     pub vault_hosts: VaultHosts,
+    /// `--cloud`: the cloud pinned for every namespace (bare names take its suffix, vault URLs
+    /// of other clouds are refused). None: not pinned, bare names in the public cloud.
+    pub cloud: Option<Cloud>,
+    /// `--namespace-cloud`: clouds a namespace may choose with `akv-env.io/cloud` (namespace
+    /// admins may be able to edit it, so it picks among these and never widens them).
+    pub namespace_clouds: Vec<Cloud>,
+    /// `--ca-bundle-file`'s PEM: the cluster's extra CAs, which the added init container writes
+    /// next to the injector (read-only for wrapped containers) and every wrapped container
+    /// trusts through `--ca-file`, before any CA file of the pod's own.
+    pub ca_bundle: Option<String>,
 }
 
 /// What the webhook knows of the pod's namespace (its `akv-env.io/*` annotations).
@@ -51,6 +71,8 @@ pub struct NamespaceFacts {
     pub vault: Option<String>,
     /// `akv-env.io/allow-managed-identity: "true"`.
     pub allow_managed_identity: bool,
+    /// `akv-env.io/cloud`.
+    pub cloud: Option<String>,
 }
 
 impl NamespaceFacts {
@@ -61,8 +83,50 @@ impl NamespaceFacts {
             allow_managed_identity: annotations
                 .get(ANNOTATION_ALLOW_MANAGED_IDENTITY)
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            cloud: annotations.get(ANNOTATION_CLOUD).cloned(),
         }
     }
+}
+
+/// The pod's cloud: the namespace's `akv-env.io/cloud` where the operator lets namespaces
+/// choose (`--namespace-cloud`), else the operator's `--cloud`, else none (not pinned). Where
+/// namespaces may choose, an annotation naming another cloud refuses the pod rather than be
+/// ignored (its author expects it); where they may not, the annotation is not read.
+pub(crate) fn effective_cloud(
+    namespace: &NamespaceFacts,
+    policy: &TrustPolicy,
+) -> Result<Option<Cloud>, Problem> {
+    let value = namespace.cloud.as_deref().filter(|v| !v.trim().is_empty());
+    let Some(value) = value.filter(|_| !policy.namespace_clouds.is_empty()) else {
+        return Ok(policy.cloud.clone());
+    };
+    let cloud = Cloud::parse(value).map_err(|e| Problem::BadCloudAnnotation {
+        error: e.to_string(),
+    })?;
+    if policy.cloud.as_ref() == Some(&cloud) || policy.namespace_clouds.contains(&cloud) {
+        return Ok(Some(cloud));
+    }
+    let mut allowed: Vec<String> = policy.cloud.iter().map(ToString::to_string).collect();
+    for c in &policy.namespace_clouds {
+        if !allowed.contains(&c.to_string()) {
+            allowed.push(c.to_string());
+        }
+    }
+    Err(Problem::CloudNotAllowed {
+        cloud: cloud.to_string(),
+        allowed: allowed.join(", "),
+    })
+}
+
+/// `--cloud=NAME` for a pinned cloud.
+pub(crate) fn cloud_flag(cloud: Option<&Cloud>) -> Option<String> {
+    cloud.map(|c| format!("--cloud={}", c.name()))
+}
+
+/// Whether the namespace's `akv-env.io/cloud` must be read for this pod: the operator lets
+/// namespaces choose a cloud and the pod is one [`crate::plan`] wraps or checks.
+pub fn needs_namespace_cloud(pod: &serde_json::Value, policy: &TrustPolicy) -> bool {
+    !policy.namespace_clouds.is_empty() && crate::plan::in_scope_with_placeholders(pod)
 }
 
 /// Whether the pod asks for managed identity, so that the namespace must be read.
@@ -159,31 +223,28 @@ pub(crate) fn container_flags(
     flags
 }
 
-/// `--vault-host-suffix=S` for each suffix the operator added.
-pub(crate) fn suffix_flags(policy: &TrustPolicy) -> impl Iterator<Item = String> + '_ {
-    policy
-        .vault_hosts
+/// `--vault-host-suffix=S` for each suffix the operator added (and an operator's own suffix
+/// given as the cloud).
+pub(crate) fn suffix_flags(hosts: &VaultHosts) -> impl Iterator<Item = String> + '_ {
+    hosts
         .extra_suffixes()
         .iter()
         .map(|s| format!("--vault-host-suffix={s}"))
 }
 
-/// Checks a placeholder's vault against the policy.
+/// Checks a placeholder's vault against the policy (pinned to the pod's cloud).
 pub(crate) fn check_vault(
-    policy: &TrustPolicy,
+    hosts: &VaultHosts,
     container: &ContainerRef,
     env: &str,
     vault: &Vault,
     kind: ObjectKind,
 ) -> Result<(), Problem> {
-    policy
-        .vault_hosts
-        .check(vault, kind)
-        .map_err(|e| Problem::VaultHost {
-            container: container.clone(),
-            env: env.to_owned(),
-            error: e.to_string(),
-        })
+    hosts.check(vault, kind).map_err(|e| Problem::VaultHost {
+        container: container.clone(),
+        env: env.to_owned(),
+        error: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -27,17 +27,28 @@ impl Vault {
         }
     }
 
-    /// The vault's base URL, without a trailing slash.
+    /// The vault's base URL, without a trailing slash; a bare name is in the public cloud.
     pub fn url(&self) -> String {
+        self.url_in(PUBLIC_CLOUD_SUFFIX)
+    }
+
+    /// The vault's base URL with `suffix` (e.g. `vault.azure.cn`) completing a bare name; a
+    /// URL stays as it is.
+    pub fn url_in(&self, suffix: &str) -> String {
         match self {
-            Vault::Name(name) => {
-                format!(
-                    "https://{}.{PUBLIC_CLOUD_SUFFIX}",
-                    name.to_ascii_lowercase()
-                )
-            }
+            Vault::Name(name) => format!(
+                "https://{}.{}",
+                name.to_ascii_lowercase(),
+                suffix.trim_start_matches('.').to_ascii_lowercase()
+            ),
             Vault::Url(url) => url.clone(),
         }
+    }
+
+    /// The same vault as a URL, a bare name completed with `suffix` (the cloud's): what the
+    /// injector contacts.
+    pub fn in_suffix(&self, suffix: &str) -> Vault {
+        Vault::Url(self.url_in(suffix))
     }
 
     /// The vault's name: the bare name, or the first DNS label of the URL.

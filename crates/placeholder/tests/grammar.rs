@@ -543,3 +543,46 @@ fn display_is_canonical_and_reads_back() {
         assert_eq!(parse(canonical).unwrap().unwrap(), r, "{input}");
     }
 }
+
+#[test]
+fn bare_names_take_the_clouds_suffix_and_urls_stay() {
+    // (vault, suffix, url)
+    let cases = [
+        ("kv1", "vault.azure.net", "https://kv1.vault.azure.net"),
+        ("kv1", "vault.azure.cn", "https://kv1.vault.azure.cn"),
+        (
+            "Prod-KV",
+            "vault.usgovcloudapi.net",
+            "https://prod-kv.vault.usgovcloudapi.net",
+        ),
+        (
+            "kv1",
+            ".Vault.Example.Test",
+            "https://kv1.vault.example.test",
+        ),
+        (
+            "https://kv1.vault.azure.net",
+            "vault.azure.cn",
+            "https://kv1.vault.azure.net",
+        ),
+        (
+            "https://kv2.vault.azure.cn/",
+            "vault.usgovcloudapi.net",
+            "https://kv2.vault.azure.cn",
+        ),
+    ];
+    for (input, suffix, url) in cases {
+        let vault = Vault::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(vault.url_in(suffix), url, "{input} in {suffix}");
+        assert_eq!(
+            vault.in_suffix(suffix),
+            Vault::Url(url.into()),
+            "{input} in {suffix}"
+        );
+        assert_eq!(
+            vault.in_suffix(suffix).name(),
+            vault.name().to_ascii_lowercase(),
+            "{input}"
+        );
+    }
+}

@@ -99,9 +99,115 @@ pub fn choose(flag: Option<&str>, env: Option<&str>) -> Result<Option<String>, A
     }
 }
 
+/// The authority with a cloud setting (`--cloud`, from the operator): `flag` if given, else
+/// the cloud's authority, else as [`choose`]. The cloud beats `AZURE_AUTHORITY_HOST` because
+/// the environment can be fed from ConfigMaps, and a token of another cloud is of no use; an
+/// operator's own vault suffix has no authority of its own, so the environment rule applies.
+pub fn choose_in(
+    flag: Option<&str>,
+    cloud: Option<&crate::Cloud>,
+    env: Option<&str>,
+) -> Result<Option<String>, AuthorityError> {
+    if flag.is_some_and(|f| !f.is_empty()) {
+        return choose(flag, None);
+    }
+    match cloud.and_then(crate::Cloud::authority_host) {
+        Some(authority) => Ok(Some(authority.to_owned())),
+        None => choose(None, env),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Cloud;
+
+    #[test]
+    fn the_flag_then_the_cloud_then_the_environment() {
+        let china = Cloud::China;
+        let own = Cloud::parse("vault.test").unwrap();
+        // (case, flag, cloud, env, Ok(authority) or a fragment of the error)
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a Cloud>,
+            Option<&'a str>,
+            Result<Option<&'a str>, &'a str>,
+        );
+        let cases: &[Case] = &[
+            (
+                "no cloud: as before",
+                None,
+                None,
+                Some("https://login.microsoftonline.us"),
+                Ok(Some("https://login.microsoftonline.us")),
+            ),
+            (
+                "china",
+                None,
+                Some(&china),
+                None,
+                Ok(Some("https://login.chinacloudapi.cn")),
+            ),
+            (
+                "china beats the environment",
+                None,
+                Some(&china),
+                Some("https://login.microsoftonline.com"),
+                Ok(Some("https://login.chinacloudapi.cn")),
+            ),
+            (
+                "us gov",
+                None,
+                Some(&Cloud::UsGovernment),
+                None,
+                Ok(Some("https://login.microsoftonline.us")),
+            ),
+            (
+                "public",
+                None,
+                Some(&Cloud::Public),
+                None,
+                Ok(Some("https://login.microsoftonline.com")),
+            ),
+            (
+                "the flag beats the cloud",
+                Some("https://login.test/"),
+                Some(&china),
+                None,
+                Ok(Some("https://login.test")),
+            ),
+            (
+                "own suffix: environment",
+                None,
+                Some(&own),
+                Some("https://login.chinacloudapi.cn"),
+                Ok(Some("https://login.chinacloudapi.cn")),
+            ),
+            ("own suffix: nothing", None, Some(&own), None, Ok(None)),
+            (
+                "own suffix: environment must be Entra",
+                None,
+                Some(&own),
+                Some("https://login.test"),
+                Err("not a Microsoft Entra ID authority"),
+            ),
+            (
+                "bad flag",
+                Some("login.test"),
+                Some(&china),
+                None,
+                Err("--authority-host"),
+            ),
+        ];
+        for (case, flag, cloud, env, want) in cases {
+            match (choose_in(*flag, *cloud, *env), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), *want, "{case}"),
+                (Err(e), Err(fragment)) => assert!(e.to_string().contains(fragment), "{case}: {e}"),
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn the_flag_wins_and_the_environment_may_only_name_entra() {

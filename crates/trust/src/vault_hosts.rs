@@ -2,6 +2,8 @@
 
 use akv_placeholder::{ObjectKind, Vault};
 
+use crate::cloud::Cloud;
+
 /// Key Vault's DNS suffixes: public cloud, Azure China, Azure US Government.
 pub const KEY_VAULT_SUFFIXES: &[&str] = &[
     "vault.azure.net",
@@ -19,10 +21,13 @@ pub const MANAGED_HSM_SUFFIXES: &[&str] = &[
 /// The vault host policy: the built-in suffixes plus the operator's extra ones.
 ///
 /// A vault host is exactly one label (the vault's name) followed by an allowed suffix, on port
-/// 443. Extra suffixes are for test rigs and clouds this list does not know yet.
+/// 443. Extra suffixes are for test rigs and clouds this list does not know yet. Pinned to a
+/// cloud ([`VaultHosts::pinned_to`]), bare names take that cloud's suffix and the other clouds'
+/// domains are refused (the extra suffixes stay allowed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VaultHosts {
     extra: Vec<String>,
+    cloud: Option<Cloud>,
 }
 
 /// A vault that the policy refuses, or an extra suffix that cannot be one.
@@ -40,6 +45,15 @@ pub enum HostError {
          type=key, or a Key Vault for secrets and certificates"
     )]
     ManagedHsmKind { url: String, kind: ObjectKind },
+    #[error(
+        "{url} is a vault of {vault_cloud}, but vaults here are in {cloud} (pinned by the \
+         operator); use a vault of {cloud}, or a bare vault name"
+    )]
+    OtherCloud {
+        url: String,
+        vault_cloud: Cloud,
+        cloud: Cloud,
+    },
     #[error("vault host suffix {suffix:?}: {why}")]
     BadSuffix { suffix: String, why: &'static str },
 }
@@ -61,17 +75,51 @@ impl VaultHosts {
         Ok(hosts)
     }
 
+    /// Pins the policy to `cloud` (none: every cloud, bare names in the public cloud). An
+    /// operator's own suffix as the cloud is allowed as if added with `--vault-host-suffix`.
+    pub fn pinned_to(mut self, cloud: Option<Cloud>) -> Self {
+        if let Some(Cloud::Suffix(s)) = &cloud
+            && !self.extra.contains(s)
+        {
+            self.extra.push(s.clone());
+        }
+        self.cloud = cloud;
+        self
+    }
+
+    /// The cloud the policy is pinned to, if any.
+    pub fn cloud(&self) -> Option<&Cloud> {
+        self.cloud.as_ref()
+    }
+
+    /// The suffix completing bare vault names: the pinned cloud's, else the public cloud's.
+    pub fn bare_name_suffix(&self) -> &str {
+        self.cloud.as_ref().unwrap_or(&Cloud::Public).vault_suffix()
+    }
+
+    /// The URL the injector contacts for `vault` (a bare name completed with
+    /// [`Self::bare_name_suffix`]).
+    pub fn url_of(&self, vault: &Vault) -> String {
+        vault.url_in(self.bare_name_suffix())
+    }
+
     /// The operator's extra suffixes, normalised (lower case, no leading dot).
     pub fn extra_suffixes(&self) -> &[String] {
         &self.extra
     }
 
-    /// Every allowed suffix: Key Vault's, Managed HSM's, then the extra ones.
+    /// Every allowed suffix: Key Vault's, Managed HSM's (only the pinned cloud's, when pinned),
+    /// then the extra ones.
     pub fn suffixes(&self) -> impl Iterator<Item = &str> {
         KEY_VAULT_SUFFIXES
             .iter()
             .chain(MANAGED_HSM_SUFFIXES)
             .copied()
+            .filter(|s| {
+                self.cloud
+                    .as_ref()
+                    .is_none_or(|c| c.suffixes().any(|cs| cs == *s))
+            })
             .chain(self.extra.iter().map(String::as_str))
     }
 
@@ -88,7 +136,7 @@ impl VaultHosts {
     /// Checks that `vault` is a vault host on port 443 and, for Managed HSM, that `kind` is a
     /// key.
     pub fn check(&self, vault: &Vault, kind: ObjectKind) -> Result<(), HostError> {
-        let url = vault.url();
+        let url = self.url_of(vault);
         let authority = url.strip_prefix("https://").unwrap_or(&url);
         // `Vault::url` drops `:443`, so any port left is another one.
         if authority.contains(':') {
@@ -99,6 +147,15 @@ impl VaultHosts {
             .split_once('.')
             .map(|(_, rest)| rest)
             .filter(|rest| self.suffixes().any(|s| s == *rest));
+        if let (None, Some(cloud)) = (suffix, &self.cloud)
+            && let Some(vault_cloud) = Cloud::of_host(&host)
+        {
+            return Err(HostError::OtherCloud {
+                url,
+                vault_cloud,
+                cloud: cloud.clone(),
+            });
+        }
         match suffix {
             None => Err(HostError::NotAVault {
                 url,
@@ -338,6 +395,143 @@ mod tests {
             assert!(
                 e.contains(want) && e.contains(&format!("{suffix:?}")),
                 "{suffix:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pinned_cloud_completes_bare_names_and_refuses_other_clouds() {
+        use ObjectKind::*;
+        let china = VaultHosts::default().pinned_to(Some(Cloud::China));
+        let gov = VaultHosts::with_extra_suffixes(["vault.test"])
+            .unwrap()
+            .pinned_to(Some(Cloud::UsGovernment));
+        let own =
+            VaultHosts::default().pinned_to(Some(Cloud::parse("vault.example.test").unwrap()));
+        let open = VaultHosts::default();
+        // (case, policy, vault, kind, Ok(url contacted) or a fragment of the error)
+        type Case<'a> = (
+            &'a str,
+            &'a VaultHosts,
+            &'a str,
+            ObjectKind,
+            Result<&'a str, &'a str>,
+        );
+        let cases: &[Case] = &[
+            (
+                "bare, open",
+                &open,
+                "kv1",
+                Secret,
+                Ok("https://kv1.vault.azure.net"),
+            ),
+            (
+                "bare, china",
+                &china,
+                "kv1",
+                Secret,
+                Ok("https://kv1.vault.azure.cn"),
+            ),
+            (
+                "bare, gov",
+                &gov,
+                "KV1",
+                Key,
+                Ok("https://kv1.vault.usgovcloudapi.net"),
+            ),
+            (
+                "bare, own suffix",
+                &own,
+                "kv1",
+                Secret,
+                Ok("https://kv1.vault.example.test"),
+            ),
+            (
+                "china url, china",
+                &china,
+                "https://kv1.vault.azure.cn",
+                Secret,
+                Ok("https://kv1.vault.azure.cn"),
+            ),
+            (
+                "china hsm, china",
+                &china,
+                "https://hsm1.managedhsm.azure.cn",
+                Key,
+                Ok("https://hsm1.managedhsm.azure.cn"),
+            ),
+            (
+                "public url, open",
+                &open,
+                "https://kv1.vault.azure.net",
+                Secret,
+                Ok("https://kv1.vault.azure.net"),
+            ),
+            (
+                "extra suffix stays allowed",
+                &gov,
+                "https://kv1.vault.test",
+                Secret,
+                Ok("https://kv1.vault.test"),
+            ),
+            (
+                "public url, china",
+                &china,
+                "https://kv1.vault.azure.net",
+                Secret,
+                Err(
+                    "https://kv1.vault.azure.net is a vault of AzurePublicCloud, but vaults here are in AzureChinaCloud",
+                ),
+            ),
+            (
+                "public hsm, gov",
+                &gov,
+                "https://hsm1.managedhsm.azure.net",
+                Key,
+                Err("is a vault of AzurePublicCloud, but vaults here are in AzureUSGovernment"),
+            ),
+            (
+                "china url, own suffix",
+                &own,
+                "https://kv1.vault.azure.cn",
+                Secret,
+                Err("is a vault of AzureChinaCloud, but vaults here are in vault.example.test"),
+            ),
+            (
+                "elsewhere, china",
+                &china,
+                "https://kv1.example.com",
+                Secret,
+                Err("is not a Key Vault or Managed HSM host"),
+            ),
+        ];
+        for (case, policy, vault, kind, want) in cases {
+            let vault = Vault::parse(vault).unwrap_or_else(|e| panic!("{case}: {e}"));
+            match (policy.check(&vault, *kind), want) {
+                (Ok(()), Ok(url)) => assert_eq!(policy.url_of(&vault), *url, "{case}"),
+                (Err(e), Err(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "{case}: {e}")
+                }
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+        }
+        // Tokens only for the pinned cloud's audiences (and the extra suffixes).
+        for (policy, scope, ok) in [
+            (&china, "https://vault.azure.cn/.default", true),
+            (&china, "https://managedhsm.azure.cn/.default", true),
+            (&china, "https://vault.azure.net/.default", false),
+            (&gov, "https://vault.usgovcloudapi.net/.default", true),
+            (&gov, "https://vault.test/.default", true),
+            (&gov, "https://vault.azure.cn/.default", false),
+            (&own, "https://vault.example.test/.default", true),
+            (&own, "https://vault.azure.net/.default", false),
+            (&open, "https://vault.azure.cn/.default", true),
+        ] {
+            assert_eq!(
+                policy.allows_scope(scope),
+                ok,
+                "{scope} in {:?}",
+                policy.cloud()
             );
         }
     }

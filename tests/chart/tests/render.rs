@@ -716,6 +716,27 @@ fn webhook_arguments_follow_values() {
                 || a.starts_with("--vault-host-suffix")),
         "{args:?}"
     );
+    // The cloud is not pinned and namespaces choose none unless asked for.
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--cloud") || a.starts_with("--namespace-cloud")),
+        "{args:?}"
+    );
+    let args = webhook_args(&render(&[
+        "cloud.name=AzureChinaCloud",
+        "cloud.namespaceChoices={AzureUSGovernment,vault.example.test}",
+    ]));
+    for expected in [
+        "--cloud=AzureChinaCloud",
+        "--namespace-cloud=AzureUSGovernment",
+        "--namespace-cloud=vault.example.test",
+    ] {
+        assert!(
+            args.contains(&expected.to_owned()),
+            "missing {expected} in {args:?}"
+        );
+    }
     let args = webhook_args(&render(&[
         "identity.allowManagedIdentity=true",
         "vaultHosts.extraSuffixes={vault.test,kv.example.org}",
@@ -985,6 +1006,12 @@ fn typos_and_bad_values_fail_the_schema_naming_the_key() {
         ("webhook.defaultVault=1vault", "/webhook/defaultVault"),
         ("replicaCount=0", "/replicaCount"),
         ("imageLookup.proxy=proxy:3128", "/imageLookup/proxy"),
+        ("cloud.name=AzureGermanCloud", "/cloud/name"),
+        (
+            "cloud.namespaceChoices={china}",
+            "/cloud/namespaceChoices/0",
+        ),
+        ("cloud.region=cn", "'region' not allowed"),
         (
             "networkPolicy.webhookFrom[0].ipBlok.cidr=10.0.0.0/8",
             "'ipBlok' not allowed",

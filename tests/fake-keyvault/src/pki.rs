@@ -27,6 +27,8 @@ pub const SERVER_NAMES: &[&str] = &[
     "*.managedhsm.usgovcloudapi.net",
     "*.vault.test",
     "login.microsoftonline.com",
+    "login.chinacloudapi.cn",
+    "login.microsoftonline.us",
     "login.test",
     "localhost",
     "127.0.0.1",

@@ -48,6 +48,7 @@ pub struct Options {
     pub body_limit: usize,
     pub default_vault: Option<&'static str>,
     pub limits: akv_env_webhook::limits::Limits,
+    pub trust: akv_mutation::TrustPolicy,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
             body_limit: 3 * 1024 * 1024,
             default_vault: None,
             limits: akv_env_webhook::limits::Limits::default(),
+            trust: akv_mutation::TrustPolicy::default(),
         }
     }
 }
@@ -85,6 +87,7 @@ pub async fn start_with(options: Options, ca: TestCa, secret: SecretDir) -> Runn
     config.default_vault = options
         .default_vault
         .map(|v| akv_placeholder::Vault::parse(v).unwrap());
+    config.trust = options.trust.clone();
     let admitter = Arc::new(Admitter {
         config,
         entrypoints: options.entrypoints.clone(),
