@@ -18,8 +18,8 @@ fn settings(identity: AcrIdentity, token_file: Option<PathBuf>, tenant: &str) ->
     }
 }
 
-#[tokio::test]
-async fn workload_identity_tokens_for_acr() {
+/// The local Entra (the fake's token service) knowing the webhook's workload identity.
+async fn entra_with_the_webhooks_identity() -> FakeKeyVault {
     let seed = Seed {
         identities: vec![IdentitySeed {
             client_id: "webhook-identity".to_owned(),
@@ -29,12 +29,17 @@ async fn workload_identity_tokens_for_acr() {
         }],
         ..Seed::default()
     };
-    let fake = FakeKeyVault::start(Options {
+    FakeKeyVault::start(Options {
         seed,
         ..Options::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn workload_identity_tokens_for_acr() {
+    let fake = entra_with_the_webhooks_identity().await;
     let http = || {
         http_client(Some(fake.ca_pem().as_bytes()), None)
             .unwrap()
@@ -115,21 +120,7 @@ async fn entra_tokens_for_acr_through_a_connect_proxy() {
     use akv_test_support::leak::find_in_bytes;
     use akv_test_support::proxy::{Config, TestProxy};
 
-    let seed = Seed {
-        identities: vec![IdentitySeed {
-            client_id: "webhook-identity".to_owned(),
-            client_secret: None,
-            federated_token: Some("projected-sa-token".to_owned()),
-            managed: false,
-        }],
-        ..Seed::default()
-    };
-    let fake = FakeKeyVault::start(Options {
-        seed,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = entra_with_the_webhooks_identity().await;
     // Entra's real host, reachable only through the proxy's host map (no `resolve` here).
     let proxy = TestProxy::start(Config {
         hosts: [("login.microsoftonline.com".to_owned(), fake.https_addr())].into(),
