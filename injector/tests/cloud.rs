@@ -10,14 +10,13 @@
 //! (iproute2) and `unshare`/`mount` (util-linux), as the IMDS test does.
 
 mod common;
+mod netns;
 
-use std::net::TcpListener;
-use std::process::{Command, Output};
-use std::sync::mpsc;
+use std::process::Command;
 
 use common::BIN;
 use fake_keyvault::{FakeKeyVault, Options, Seed};
-use nix::sched::{CloneFlags, unshare};
+use netns::NetNamespace;
 
 const SEED: &str = r#"
 identities:
@@ -30,47 +29,6 @@ vaults:
       db-password: { value: "hunter2" }
       api-key: { value: "k3y" }
 "#;
-
-/// A thread in a fresh network namespace (loopback up) that binds the fake's listeners there
-/// and runs commands, which inherit the namespace.
-struct Namespace {
-    jobs: mpsc::Sender<(Command, mpsc::Sender<Output>)>,
-}
-
-impl Namespace {
-    fn start() -> (Namespace, TcpListener, TcpListener) {
-        let euid = nix::unistd::geteuid();
-        assert!(
-            euid.is_root(),
-            "this test needs root for network and mount namespaces (uid {euid}); run it as CI does"
-        );
-        let (jobs, inbox) = mpsc::channel::<(Command, mpsc::Sender<Output>)>();
-        let (ready, listeners) = mpsc::channel();
-        std::thread::spawn(move || {
-            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-            let status = Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("ip (iproute2) runs; scripts/setup.sh installs it");
-            assert!(status.success(), "ip link set lo up: {status}");
-            // Port 443, as the clouds' hosts are reached: the namespace is the test's own.
-            let https = TcpListener::bind("127.0.0.1:443").unwrap();
-            let http = TcpListener::bind("127.0.0.1:0").unwrap();
-            ready.send((https, http)).unwrap();
-            for (mut command, reply) in inbox {
-                let _ = reply.send(command.output().expect("the command starts"));
-            }
-        });
-        let (https, http) = listeners.recv().expect("the namespace thread is ready");
-        (Namespace { jobs }, https, http)
-    }
-
-    fn run(&self, command: Command) -> Output {
-        let (reply, output) = mpsc::channel();
-        self.jobs.send((command, reply)).unwrap();
-        output.recv().unwrap()
-    }
-}
 
 /// `akv-env FLAGS -- sh -c SCRIPT` seeing `hosts` as /etc/hosts (names -> 127.0.0.1), the
 /// fake's CA trusted, a service principal's variables and `env` set.
@@ -109,7 +67,8 @@ fn injector(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_names_resolve_in_the_clouds_vault_domain_with_its_authority_and_scope() {
-    let (namespace, https, http) = Namespace::start();
+    // Port 443, as the clouds' hosts are reached: the namespace is the test's own.
+    let (namespace, [https, http]) = NetNamespace::start(&[], ["127.0.0.1:443", "127.0.0.1:0"]);
     https.set_nonblocking(true).unwrap();
     http.set_nonblocking(true).unwrap();
     let kv = FakeKeyVault::start_with_listeners(

@@ -8,66 +8,38 @@
 //! from iproute2 (scripts/setup.sh installs it).
 
 mod common;
+mod netns;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
-use std::sync::mpsc;
 
 use akv_test_support::proxy::TestProxy;
 use common::{BIN, SEED};
 use fake_keyvault::{FakeKeyVault, GrantMethod, Options, Seed};
-use nix::sched::{CloneFlags, unshare};
+use netns::NetNamespace;
 
 const IMDS: &str = "169.254.169.254:80";
 
-/// A thread living in a fresh network namespace: it binds listeners there and runs commands
-/// (which inherit the namespace) on request.
+/// The test's network namespace with IMDS' address on its loopback, and one more listener
+/// there for a test proxy.
 struct Namespace {
-    jobs: mpsc::Sender<(Command, mpsc::Sender<Output>)>,
-    /// One more listener on the namespace's loopback, for a test proxy.
+    net: NetNamespace,
     spare: TcpListener,
 }
 
 impl Namespace {
-    /// Enters a new network namespace with loopback up and IMDS' address on it; returns the
-    /// namespace and listeners bound inside it: (vault HTTPS on 127.0.0.1, IMDS).
+    /// Returns the namespace and listeners bound inside it: (vault HTTPS on 127.0.0.1, IMDS).
     fn start() -> (Namespace, TcpListener, TcpListener) {
-        let euid = nix::unistd::geteuid();
-        assert!(
-            euid.is_root(),
-            "this test needs root for a network namespace (uid {euid}); run it as CI does"
+        let (net, [https, imds, spare]) = NetNamespace::start(
+            &["169.254.169.254/32"],
+            ["127.0.0.1:0", IMDS, "127.0.0.1:0"],
         );
-        let (jobs, inbox) = mpsc::channel::<(Command, mpsc::Sender<Output>)>();
-        let (ready, listeners) = mpsc::channel();
-        std::thread::spawn(move || {
-            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-            for args in [
-                &["link", "set", "lo", "up"][..],
-                &["addr", "add", "169.254.169.254/32", "dev", "lo"][..],
-            ] {
-                let status = Command::new("ip")
-                    .args(args)
-                    .status()
-                    .expect("ip (iproute2) runs; scripts/setup.sh installs it");
-                assert!(status.success(), "ip {args:?}: {status}");
-            }
-            let https = TcpListener::bind("127.0.0.1:0").unwrap();
-            let imds = TcpListener::bind(IMDS).expect("bind IMDS' address in the namespace");
-            let spare = TcpListener::bind("127.0.0.1:0").unwrap();
-            ready.send((https, imds, spare)).unwrap();
-            for (mut command, reply) in inbox {
-                let _ = reply.send(command.output().expect("the command starts"));
-            }
-        });
-        let (https, imds, spare) = listeners.recv().expect("the namespace thread is ready");
-        (Namespace { jobs, spare }, https, imds)
+        (Namespace { net, spare }, https, imds)
     }
 
     /// Runs `command` inside the namespace; blocks until it exits.
     fn run(&self, command: Command) -> Output {
-        let (reply, output) = mpsc::channel();
-        self.jobs.send((command, reply)).unwrap();
-        output.recv().unwrap()
+        self.net.run(command)
     }
 }
 
