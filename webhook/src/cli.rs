@@ -789,25 +789,28 @@ mod tests {
         );
     }
 
+    /// `serve` with its required flags and `extra`, parsed; Err is clap's message.
+    fn serve_args(extra: &[&str]) -> Result<Box<ServeArgs>, String> {
+        let mut argv = vec![
+            "akv-env-webhook",
+            "serve",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ];
+        argv.extend_from_slice(&["--injector-image", "img"]);
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Serve(args)) => Ok(args),
+            Ok(_) => panic!("not serve"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     #[test]
     fn init_container_flags_reach_the_mutation_config() {
-        let serve = |extra: &[&str]| {
-            let mut argv = vec![
-                "akv-env-webhook",
-                "serve",
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
-            ];
-            argv.extend_from_slice(&["--injector-image", "img"]);
-            argv.extend_from_slice(extra);
-            match Cli::try_parse_from(argv).map(|c| c.command) {
-                Ok(Command::Serve(args)) => Ok(args.mutation.config()),
-                Ok(_) => panic!("not serve"),
-                Err(e) => Err(e.to_string()),
-            }
-        };
+        let serve = |extra: &[&str]| serve_args(extra).map(|args| args.mutation.config());
         let defaults = serve(&[]).unwrap();
         assert_eq!(
             defaults,
@@ -849,23 +852,7 @@ mod tests {
     #[test]
     fn cloud_flags_reach_the_trust_policy() {
         use akv_trust::Cloud;
-        let serve = |extra: &[&str]| {
-            let mut argv = vec![
-                "akv-env-webhook",
-                "serve",
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
-            ];
-            argv.extend_from_slice(&["--injector-image", "img"]);
-            argv.extend_from_slice(extra);
-            match Cli::try_parse_from(argv).map(|c| c.command) {
-                Ok(Command::Serve(args)) => Ok(args.mutation.config().trust),
-                Ok(_) => panic!("not serve"),
-                Err(e) => Err(e.to_string()),
-            }
-        };
+        let serve = |extra: &[&str]| serve_args(extra).map(|args| args.mutation.config().trust);
         let open = serve(&[]).unwrap();
         assert_eq!((open.cloud, open.namespace_clouds), (None, vec![]));
         let pinned = serve(&[
