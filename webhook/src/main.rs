@@ -20,6 +20,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// Reviews allocate many small short-lived objects (JSON trees, patches); mimalloc serves them
+/// from per-thread pages. With glibc's or musl's malloc a third of a review's CPU went there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
