@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akv_mutation::{
-    NamespaceFacts, asks_for_managed_identity, needs_namespace_cloud, needs_namespace_vault,
-    plan_in,
+    ContainerRef, NamespaceFacts, asks_for_managed_identity, needs_namespace_cloud,
+    needs_namespace_vault, plan_in,
 };
 use base64::Engine;
 use kube::core::DynamicObject;
+use kube::core::TypeMeta;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::lookup::EntrypointSource;
@@ -35,7 +36,8 @@ pub struct Admitter {
 /// The HTTP answer: a review to send with 200, or a body that is not a review at all.
 #[derive(Debug)]
 pub enum Reply {
-    Review(Value),
+    /// The review's JSON.
+    Review(Vec<u8>),
     BadRequest(String),
 }
 
@@ -57,6 +59,18 @@ impl Answer {
     }
 }
 
+/// Containers as the log shows them (`["container \"app\"", ...]`), formatted only when the
+/// line is written.
+struct Named<'a>(&'a [ContainerRef]);
+
+impl std::fmt::Debug for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(ToString::to_string))
+            .finish()
+    }
+}
+
 /// The pod a review is about, named for the logs.
 struct Subject<'a> {
     uid: &'a str,
@@ -71,14 +85,16 @@ impl<'a> Subject<'a> {
             .namespace
             .clone()
             .or_else(|| {
-                pod.pointer("/metadata/namespace")?
+                pod.get("metadata")?
+                    .get("namespace")?
                     .as_str()
                     .map(str::to_owned)
             })
             .unwrap_or_default();
-        let name = pod
-            .pointer("/metadata/name")
-            .or_else(|| pod.pointer("/metadata/generateName"))
+        let metadata = pod.get("metadata");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .or_else(|| metadata?.get("generateName"))
             .and_then(Value::as_str)
             .unwrap_or_default();
         Subject {
@@ -149,8 +165,6 @@ impl Admitter {
         } = subject;
         match decision {
             Ok(pipeline::Outcome::Mutated(mutation)) => {
-                let wrapped: Vec<String> =
-                    mutation.wrapped.iter().map(ToString::to_string).collect();
                 let denied_instead = response.clone();
                 let mut response = match response.with_patch(mutation.patch) {
                     Ok(r) => r,
@@ -161,12 +175,13 @@ impl Admitter {
                         return Answer::review(denied, Outcome::Denied);
                     }
                 };
+                let wrapped = Named(&mutation.wrapped);
                 tracing::info!(uid, namespace, pod = name, ?wrapped, dry_run, "pod mutated");
                 if !mutation.warnings.is_empty() {
                     response.warnings = Some(mutation.warnings);
                 }
                 Answer {
-                    wrapped: wrapped.len(),
+                    wrapped: mutation.wrapped.len(),
                     ..Answer::review(response, Outcome::Mutated)
                 }
             }
@@ -293,17 +308,89 @@ fn is_pod_create(request: &AdmissionRequest<DynamicObject>) -> bool {
             .is_empty()
 }
 
-/// The review as the API server expects it on the wire.
+/// The review as the API server expects it on the wire, serialised once, straight to bytes.
 ///
 /// kube-core serialises `patch` as an array of numbers (kube-rs/kube#1781); the API server
-/// wants the bytes as a base64 string, so the patch is taken out and put back encoded.
-pub fn encode(mut response: AdmissionResponse) -> Value {
-    let patch = response.patch.take();
-    let mut review =
-        serde_json::to_value(response.into_review()).expect("an AdmissionReview serialises");
-    if let Some(bytes) = patch {
-        review["response"]["patch"] =
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+/// wants the bytes as a base64 string, so the patch is taken out and written after the rest,
+/// encoded.
+pub fn encode(mut response: AdmissionResponse) -> Vec<u8> {
+    /// `{"apiVersion", "kind", "response": {..., "patch": "<base64>"}}`.
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        #[serde(flatten)]
+        types: &'a TypeMeta,
+        response: WireResponse<'a>,
     }
-    review
+    #[derive(Serialize)]
+    struct WireResponse<'a> {
+        #[serde(flatten)]
+        response: &'a AdmissionResponse,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+    }
+    let patch = response
+        .patch
+        .take()
+        .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+    let wire = Wire {
+        types: &response.types,
+        response: WireResponse {
+            response: &response,
+            patch,
+        },
+    };
+    serde_json::to_vec(&wire).expect("an AdmissionReview serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> AdmissionRequest<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "userInfo": {},
+            }
+        }))
+        .unwrap();
+        review.try_into().unwrap()
+    }
+
+    #[test]
+    fn the_answer_on_the_wire_has_the_patch_as_base64_after_the_other_fields() {
+        let patch: json_patch::Patch = serde_json::from_str(
+            r#"[{"op":"add","path":"/metadata/annotations","value":{"a":"b"}}]"#,
+        )
+        .unwrap();
+        let mut response = AdmissionResponse::from(&request())
+            .with_patch(patch)
+            .unwrap();
+        response.warnings = Some(vec!["careful".to_owned()]);
+        let wire = String::from_utf8(encode(response)).unwrap();
+        let base64 = base64::engine::general_purpose::STANDARD
+            .encode(r#"[{"op":"add","path":"/metadata/annotations","value":{"a":"b"}}]"#);
+        assert_eq!(
+            wire,
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":"u-1","allowed":true,"status":{{}},"patchType":"JSONPatch","warnings":["careful"],"patch":"{base64}"}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_refusal_on_the_wire_has_no_patch() {
+        let response = AdmissionResponse::from(&request()).deny("no");
+        let wire: Value = serde_json::from_slice(&encode(response)).unwrap();
+        assert_eq!(wire["response"]["uid"], "u-1");
+        assert_eq!(wire["response"]["allowed"], false);
+        assert_eq!(wire["response"]["status"]["message"], "no");
+        assert!(wire["response"].get("patch").is_none(), "{wire}");
+        assert!(wire["response"].get("patchType").is_none(), "{wire}");
+    }
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -426,7 +426,9 @@ async fn mutate(State(state): State<MutateState>, request: axum::extract::Reques
     let reply = state.admitter.review(&body).await;
     drop((body, held));
     match reply {
-        Reply::Review(review) => Json(review).into_response(),
+        Reply::Review(review) => {
+            ([(header::CONTENT_TYPE, "application/json")], review).into_response()
+        }
         Reply::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
     }
 }

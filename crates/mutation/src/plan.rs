@@ -171,13 +171,9 @@ pub fn plan_in<'c>(
         default_vault: None,
         warnings: Vec::new(),
         has_metadata: pod.get("metadata").is_some_and(Value::is_object),
-        has_annotations: pod
-            .pointer("/metadata/annotations")
-            .is_some_and(Value::is_object),
-        has_init_containers: pod
-            .pointer("/spec/initContainers")
-            .is_some_and(Value::is_array),
-        has_volumes: pod.pointer("/spec/volumes").is_some_and(Value::is_array),
+        has_annotations: at(pod, &["metadata", "annotations"]).is_some_and(Value::is_object),
+        has_init_containers: at(pod, &["spec", "initContainers"]).is_some_and(Value::is_array),
+        has_volumes: at(pod, &["spec", "volumes"]).is_some_and(Value::is_array),
         arch: spec
             .node_selector
             .as_ref()
@@ -246,26 +242,21 @@ pub fn plan_in<'c>(
 
     let no_init_containers = Vec::new();
     let lists = [
-        (
-            ContainerKind::Container,
-            "/spec/containers",
-            &spec.containers,
-        ),
+        (ContainerKind::Container, &spec.containers),
         (
             ContainerKind::InitContainer,
-            "/spec/initContainers",
             spec.init_containers.as_ref().unwrap_or(&no_init_containers),
         ),
     ];
     let mut secret_env_from = Vec::new();
-    for (kind, pointer, containers) in lists {
+    for (kind, containers) in lists {
         for (index, container) in containers.iter().enumerate() {
             let reference = ContainerRef {
                 kind,
                 index,
                 name: container.name.clone(),
             };
-            let raw = pod.pointer(&format!("{pointer}/{index}"));
+            let raw = at(pod, &["spec", kind.field()]).and_then(|list| list.get(index));
             match examine(
                 reference,
                 container,
@@ -313,24 +304,24 @@ pub fn plan_in<'c>(
         {
             problems.push(Problem::UnsupportedOs { os: os.to_owned() });
         }
-        let names = |key: &str| -> Vec<String> {
-            pod.pointer(key)
+        let names = |list: &str| -> Vec<String> {
+            at(pod, &["spec", list])
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
                 .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
                 .collect()
         };
-        if names("/spec/volumes").contains(&config.volume_name) {
+        if names("volumes").contains(&config.volume_name) {
             problems.push(Problem::NameClash {
                 what: "a volume",
                 name: config.volume_name.clone(),
             });
         }
         problems.extend(mount_clashes(pod, &config.mount_path));
-        let container_names: Vec<String> = names("/spec/containers")
+        let container_names: Vec<String> = names("containers")
             .into_iter()
-            .chain(names("/spec/initContainers"))
+            .chain(names("initContainers"))
             .collect();
         if container_names.contains(&config.init_container_name) {
             problems.push(Problem::NameClash {
@@ -350,6 +341,12 @@ pub fn plan_in<'c>(
     Ok(plan)
 }
 
+/// `value.pointer("/a/b")` for plain keys, without the pointer's per-token allocations (a
+/// review walks the pod a few dozen times).
+pub(crate) fn at<'v>(value: &'v Value, keys: &[&str]) -> Option<&'v Value> {
+    keys.iter().try_fold(value, |value, key| value.get(key))
+}
+
 /// Containers that already mount something at the injector's path: the wrapped program would
 /// run whatever that volume holds (and the chart's guard could not tell it from the injector).
 fn mount_clashes(pod: &Value, mount_path: &str) -> Vec<Problem> {
@@ -357,7 +354,8 @@ fn mount_clashes(pod: &Value, mount_path: &str) -> Vec<Problem> {
     let mut clashes = Vec::new();
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         for container in pod
-            .pointer(&format!("/spec/{list}"))
+            .get("spec")
+            .and_then(|spec| spec.get(list))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -434,7 +432,7 @@ pub(crate) fn in_scope_with_placeholders(pod: &Value) -> bool {
     env()
         .filter_map(|e| e.get("value")?.as_str())
         .any(akv_placeholder::is_placeholder)
-        || env().any(|e| e.pointer("/valueFrom/configMapKeyRef").is_some())
+        || env().any(|e| at(e, &["valueFrom", "configMapKeyRef"]).is_some())
         || containers()
             .filter_map(|c| c.get("envFrom")?.as_array())
             .flatten()

@@ -131,8 +131,7 @@ pub fn needs_namespace_cloud(pod: &serde_json::Value, policy: &TrustPolicy) -> b
 
 /// Whether the pod asks for managed identity, so that the namespace must be read.
 pub fn asks_for_managed_identity(pod: &serde_json::Value) -> bool {
-    pod.pointer("/metadata/annotations")
-        .and_then(|a| a.get(ANNOTATION_AUTH))
+    crate::plan::at(pod, &["metadata", "annotations", ANNOTATION_AUTH])
         .and_then(serde_json::Value::as_str)
         .is_some_and(|v| v.trim() == "managed-identity")
 }
