@@ -119,15 +119,7 @@ impl Harness {
             .await
             .expect("fake Key Vault starts");
         let dir = tempfile::tempdir().unwrap();
-        let pod = PodEnv::write(
-            dir.path(),
-            kv.ca_pem(),
-            kv.tenant(),
-            &kv.test_authority_host(),
-            &format!("http://{}/msi/token", kv.http_addr()),
-            kv.identity_header(),
-        )
-        .unwrap();
+        let pod = kv.pod_env(dir.path()).unwrap();
         Harness {
             kv,
             dir,

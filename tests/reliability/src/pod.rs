@@ -70,15 +70,9 @@ impl Vault {
             .await
             .map_err(|e| Error::FakeKeyVault(format!("{e:#}")))?;
         let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
-        let pod = PodEnv::write(
-            dir.path(),
-            kv.ca_pem(),
-            kv.tenant(),
-            &kv.test_authority_host(),
-            &format!("http://{}/msi/token", kv.http_addr()),
-            kv.identity_header(),
-        )
-        .map_err(io("writing the CA and federated token files"))?;
+        let pod = kv
+            .pod_env(dir.path())
+            .map_err(io("writing the CA and federated token files"))?;
         Ok(Vault {
             kv,
             dir,
