@@ -157,4 +157,31 @@ async fn image_lookups_go_through_the_proxy_from_the_environment() {
         refusing.log()
     );
     assert!(!stderr.contains("w3bh00k-pr0xy"), "{stderr}");
+
+    // A proxy that takes the CONNECT and never answers: --registry-timeout ends the lookup.
+    let hanging = TestProxy::start(Config {
+        hosts: hosts(),
+        behaviour: Behaviour::Hang,
+        ..Default::default()
+    });
+    let flags = [
+        format!("--registry-proxy={}", hanging.url()),
+        "--registry-timeout=1s".to_owned(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let out = tokio::task::block_in_place(|| {
+        inject(&ca_file, &flags, &[("HTTPS_PROXY", with_password.as_str())])
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("took longer than 1s (through the webhook's egress proxy)"),
+        "{stderr}"
+    );
+    assert!(
+        hanging.log().contains("CONNECT registry.corp.example:443"),
+        "{}",
+        hanging.log()
+    );
+    assert!(!stderr.contains("w3bh00k-pr0xy"), "{stderr}");
 }

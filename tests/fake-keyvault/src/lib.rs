@@ -16,9 +16,11 @@ mod store;
 mod token;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use akv_test_support::pod::PodEnv;
 use tokio::sync::watch;
 
 pub use faults::{Throttle, check_rate};
@@ -285,6 +287,20 @@ impl FakeKeyVault {
     /// Value the App Service-style endpoint expects in `X-IDENTITY-HEADER`.
     pub fn identity_header(&self) -> &str {
         &self.shared.identity_header
+    }
+
+    /// What a pod of this vault is handed, written into `dir` (where it runs): the CA, the
+    /// seed's federated token, the tenant, the test authority (`login.test`) and the
+    /// managed-identity endpoint.
+    pub fn pod_env(&self, dir: &Path) -> std::io::Result<PodEnv> {
+        PodEnv::write(
+            dir,
+            self.ca_pem(),
+            self.tenant(),
+            &self.test_authority_host(),
+            &format!("http://{}/msi/token", self.http_addr()),
+            self.identity_header(),
+        )
     }
 
     /// Every vault data-plane request so far, in order.
