@@ -64,6 +64,11 @@ pub struct Connection {
     pub tls: bool,
     /// Requests answered (or dropped) on this connection.
     pub requests: u32,
+    /// Requests received and not yet answered, now (HTTP/2 streams in flight).
+    pub in_flight: u32,
+    /// The most requests in flight at once on this connection: how many a client sent before
+    /// the first answer came back.
+    pub max_in_flight: u32,
 }
 
 /// One vault data-plane request, as the fake saw it.
@@ -342,7 +347,7 @@ impl FakeKeyVault {
         format!(
             "connections={} tls={} h2={} http1={} vault_connections={} vault_requests={} \
              vault_401={} vault_200={} token_connections={} token_requests={} tokens={} \
-             max_requests_per_connection={}",
+             max_requests_per_connection={} max_in_flight={}",
             conns.len(),
             conns.iter().filter(|c| c.tls).count(),
             proto("h2"),
@@ -359,6 +364,7 @@ impl FakeKeyVault {
                 .sum::<u32>(),
             grants.len(),
             conns.iter().map(|c| c.requests).max().unwrap_or(0),
+            conns.iter().map(|c| c.max_in_flight).max().unwrap_or(0),
         )
     }
 
