@@ -6,6 +6,8 @@
 # for `tc netem delay`, missing from this kernel). Each case also counts one run's round trips
 # from the fake's connection log and access record. Then peak RSS and binary sizes.
 # Usage: scripts/bench-injector.sh [RUNS]   (default 30; prints Markdown)
+#   BASELINE=/path/to/older/akv-env also runs that binary and this one alternately (same fakes,
+#   same moments, so a busy machine weighs on both alike) and prints both medians.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -58,9 +60,10 @@ counts() {
   "$@" >/dev/null
   record | awk '{
     for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-    printf "%s conn (%s vault, %s token; h2 %s, http/1.1 %s), %s vault req (%s 401), %s token req, max %s req/conn",
+    printf "%s conn (%s vault, %s token; h2 %s, http/1.1 %s), %s vault req (%s 401), %s token req, max %s req/conn, at most %s in flight",
       f["connections"], f["vault_connections"], f["token_connections"], f["h2"], f["http1"],
-      f["vault_requests"], f["vault_401"], f["token_requests"], f["max_requests_per_connection"] }'
+      f["vault_requests"], f["vault_401"], f["token_requests"], f["max_requests_per_connection"],
+      f["max_in_flight"] }'
 }
 
 # cpu_ms CMD... -> median user+system CPU ms of the process (and what it execs) over RUNS runs
@@ -157,4 +160,44 @@ echo "Peak RSS, 100 placeholders (20 ms latency): $(peak_rss_kb env -i "${E[@]}"
 mapfile -t E < <(env_for 0)
 echo "Peak RSS, 0 placeholders: $(peak_rss_kb env -i "${E[@]}" "$BIN" "${F[@]}" -- true) KiB"
 echo "Binary size: static musl $(stat -c %s "$STATIC_BIN") bytes; glibc release $(stat -c %s "$GLIBC_BIN") bytes"
+
+# pair_ms N CMD-PREFIX... -> "cpu ms / wall ms" medians of BASELINE and BIN, run alternately
+pair_ms() {
+  python3 - "$RUNS" "$BASELINE" "$BIN" "$@" <<'PY'
+import os, statistics, subprocess, sys, time
+runs, bins, args = int(sys.argv[1]), sys.argv[2:4], sys.argv[4:]
+cut = args.index("--BIN--")
+pre, post = args[:cut], args[cut + 1:]
+cpu, wall = {b: [] for b in bins}, {b: [] for b in bins}
+for i in range(runs + 1):
+    for b in bins:
+        t = time.perf_counter()
+        p = subprocess.Popen(pre + [b] + post, stdout=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"bench: {b} failed")
+        if i:  # the first round warms up
+            wall[b].append((time.perf_counter() - t) * 1000)
+            cpu[b].append((ru.ru_utime + ru.ru_stime) * 1000)
+print(" | ".join(f"{statistics.median(cpu[b]):.1f} / {statistics.median(wall[b]):.1f}" for b in bins))
+PY
+}
+
+if [ -n "${BASELINE:-}" ]; then
+  echo
+  echo "Back to back, alternating runs: \`$BASELINE\` (baseline) and \`$BIN\` (this build)"
+  echo
+  echo "| case | baseline: CPU ms / wall ms (median of $RUNS) | this build |"
+  echo "|---|---|---|"
+  start_fake pair-loop
+  for n in 1 100; do
+    mapfile -t E < <(env_for "$n"); mapfile -t F < <(flags)
+    echo "| $n placeholders, loopback | $(pair_ms env -i "${E[@]}" --BIN-- "${F[@]}" -- true) |"
+  done
+  start_fake pair-rtt --rtt-ms 20
+  for n in 1 100; do
+    mapfile -t E < <(env_for "$n"); mapfile -t F < <(flags)
+    echo "| $n placeholders, 20 ms RTT | $(pair_ms env -i "${E[@]}" --BIN-- "${F[@]}" -- true) |"
+  done
+fi
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

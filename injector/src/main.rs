@@ -3,6 +3,7 @@
 //! This file is the binary's edge: it reads the command line and the environment once, wires
 //! the pure parts (`envp`, `exec`) to the Key Vault library, and reports with `anyhow`.
 
+mod alloc;
 mod compose;
 mod envp;
 mod exec;
@@ -24,6 +25,10 @@ use std::{
     time::Duration,
 };
 use zeroize::Zeroizing;
+
+/// Freed small blocks are kept for reuse instead of going back to the kernel (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: alloc::Caching = alloc::Caching::new();
 
 const ABOUT: &str = "Resolve Azure Key Vault placeholders in the environment, then exec a program.";
 

@@ -3,6 +3,7 @@
 //! `--ca-file`, `--authority-host`), never the environment.
 #![allow(dead_code)]
 
+use akv_test_support::pod::{Credential, PodEnv};
 use fake_keyvault::{FakeKeyVault, Options, Seed};
 use std::{
     ffi::OsStr,
@@ -100,6 +101,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub ca_file: PathBuf,
     pub token_file: PathBuf,
+    /// How pods of this rig are started (shared with the reliability tests).
+    pub pod: PodEnv,
 }
 
 impl Harness {
@@ -116,15 +119,13 @@ impl Harness {
             .await
             .expect("fake Key Vault starts");
         let dir = tempfile::tempdir().unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, kv.ca_pem()).unwrap();
-        let token_file = dir.path().join("federated-token");
-        std::fs::write(&token_file, "federated-token-of-app-b").unwrap();
+        let pod = kv.pod_env(dir.path()).unwrap();
         Harness {
             kv,
             dir,
-            ca_file,
-            token_file,
+            ca_file: pod.ca_file.clone(),
+            token_file: pod.token_file.clone(),
+            pod,
         }
     }
 
@@ -136,11 +137,7 @@ impl Harness {
 
     /// The flags the webhook would derive for this rig: CA, fixed addresses, authority.
     pub fn flags(&self) -> Vec<String> {
-        vec![
-            format!("--ca-file={}", self.ca_file.display()),
-            format!("--resolve={}", self.resolve_map()),
-            format!("--authority-host={}", self.kv.test_authority_host()),
-        ]
+        self.pod.trust_flags(&self.resolve_map())
     }
 
     /// `akv-env FLAGS -- PROGRAM ARGS...` with only the given identity's variables set.
@@ -164,46 +161,28 @@ impl Harness {
     }
 
     /// [`Self::cmd`] with other flags (managed identity adds `--auth managed-identity`).
-    pub fn cmd_with<I, S>(&self, ident: Ident, mut flags: Vec<String>, program: I) -> Command
+    pub fn cmd_with<I, S>(&self, ident: Ident, flags: Vec<String>, program: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = Command::from(injector_command());
-        c.env_clear()
-            .current_dir(self.dir.path())
-            .env("PATH", "/usr/bin:/bin")
-            .env("AKV_ENV_DEFAULT_VAULT", "myvault")
-            .env("AKV_ENV_TIMEOUT", "20s")
-            .kill_on_drop(true);
-        let tenant = self.kv.tenant().to_owned();
-        match ident {
-            Ident::ClientSecretA => {
-                c.env("AZURE_TENANT_ID", &tenant)
-                    .env("AZURE_CLIENT_ID", "app-a")
-                    .env("AZURE_CLIENT_SECRET", "s3cret-a");
-            }
-            Ident::WorkloadB => {
-                c.env("AZURE_TENANT_ID", &tenant)
-                    .env("AZURE_CLIENT_ID", "app-b")
-                    .env("AZURE_FEDERATED_TOKEN_FILE", &self.token_file);
-            }
-            Ident::ManagedC | Ident::ManagedSystem => {
-                c.env(
-                    "IDENTITY_ENDPOINT",
-                    format!("http://{}/msi/token", self.kv.http_addr()),
-                )
-                .env("IDENTITY_HEADER", self.kv.identity_header());
-                if ident == Ident::ManagedC {
-                    c.env("AZURE_CLIENT_ID", "app-c");
-                }
-                flags.push("--auth=managed-identity".into());
-            }
-            Ident::None => {}
-        }
-        c.args(flags);
-        c.arg("--");
-        c.args(program);
+        let credential = match ident {
+            Ident::ClientSecretA => Credential::ClientSecret {
+                client_id: "app-a",
+                secret: "s3cret-a",
+            },
+            Ident::WorkloadB => Credential::Workload { client_id: "app-b" },
+            Ident::ManagedC => Credential::Managed {
+                client_id: Some("app-c"),
+            },
+            Ident::ManagedSystem => Credential::Managed { client_id: None },
+            Ident::None => Credential::None,
+        };
+        let std = self
+            .pod
+            .command(injector_command(), credential, "20s", flags, program);
+        let mut c = Command::from(std);
+        c.kill_on_drop(true);
         c
     }
 }

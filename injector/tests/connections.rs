@@ -12,13 +12,18 @@ const SECRETS: usize = 40;
 
 /// A rig whose vault holds `SECRETS` more secrets, and a command reading all of them.
 async fn rig(http1_only: bool) -> (Harness, tokio::process::Command) {
+    rig_of(http1_only, SECRETS).await
+}
+
+/// A rig whose vault holds `secrets` more secrets, and a command reading all of them.
+async fn rig_of(http1_only: bool, secrets: usize) -> (Harness, tokio::process::Command) {
     let h = Harness::start_with(Options {
         seed: Seed::from_yaml(SEED).unwrap(),
         http1_only,
         ..Default::default()
     })
     .await;
-    for i in 0..SECRETS {
+    for i in 0..secrets {
         h.kv.upsert_secret(
             "myvault",
             &format!("w{i}"),
@@ -31,7 +36,7 @@ async fn rig(http1_only: bool) -> (Harness, tokio::process::Command) {
         Ident::ClientSecretA,
         ["sh", "-c", "env | grep -c '^W[0-9]*=wave-'"],
     );
-    for i in 0..SECRETS {
+    for i in 0..secrets {
         c.env(format!("W{i}"), format!("w{i}@azurekeyvault"));
     }
     (h, c)
@@ -121,4 +126,42 @@ async fn the_token_is_requested_alongside_the_first_vault_request() {
     );
     // One token in all: the prefetched one served the challenge.
     assert_eq!(h.kv.token_grants().len(), 1, "{:?}", h.kv.token_grants());
+}
+
+/// More objects than HTTP/1.1's bound of 64 connections.
+const WAVE: usize = 100;
+
+/// Over HTTP/2 every object of a wave goes out on the one connection before any answer comes
+/// back: with each vault answer held back, the vault sees all of them in flight at once (a
+/// bound of 64, as over HTTP/1.1, would cost the rest another round trip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_a_wave_of_more_than_64_objects_is_in_flight_at_once() {
+    let (h, c) = rig_of(false, WAVE).await;
+    h.kv.set_latency(Duration::from_millis(500));
+    let (out, _) = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), WAVE.to_string());
+    let vault = to(&h.kv.connections(), "myvault.vault.azure.net");
+    assert_eq!(vault.len(), 1, "{vault:?}");
+    assert_eq!(vault[0].protocol.as_deref(), Some("h2"), "{vault:?}");
+    assert_eq!(vault[0].max_in_flight as usize, WAVE, "{vault:?}");
+}
+
+/// Over HTTP/1.1, where each request in flight holds a connection (and its handshakes), a wave
+/// stays bounded: at most 64 connections to the vault however many objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http1_a_wave_holds_at_most_64_connections() {
+    let (h, c) = rig_of(true, WAVE).await;
+    h.kv.set_latency(Duration::from_millis(200));
+    let (out, _) = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), WAVE.to_string());
+    let vault = to(&h.kv.connections(), "myvault.vault.azure.net");
+    assert!(
+        vault.len() > 1 && vault.len() <= 64,
+        "{} connections",
+        vault.len()
+    );
+    let ok = h.kv.accesses().iter().filter(|a| a.status == 200).count();
+    assert_eq!(ok, WAVE);
 }

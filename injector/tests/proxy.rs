@@ -28,6 +28,7 @@ fn proxy(h: &Harness, behaviour: Behaviour, credentials: Option<(&str, &str)>) -
         hosts: HashMap::from([(VAULT.to_owned(), kv), (ENTRA.to_owned(), kv)]),
         behaviour,
         credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        tls: None,
     })
 }
 
@@ -118,6 +119,59 @@ async fn values_resolve_through_a_connect_proxy_that_sees_only_host_names() {
         assert_no_token_in_clear(place, bytes);
     }
     assert_no_leak("stderr at trace level", err.as_bytes(), &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_is_spoken_to_over_tls_trusted_through_the_ca_flags() {
+    let h = Harness::start().await;
+    // The proxy's certificate comes from a CA of its own, as a corporate proxy's would.
+    let proxy_ca = akv_test_support::pki::TestCa::new("corporate proxy CA");
+    let kv = h.kv.https_addr();
+    let p = TestProxy::start(Config {
+        hosts: HashMap::from([(VAULT.to_owned(), kv), (ENTRA.to_owned(), kv)]),
+        credentials: Some(("akv".into(), "pr0xy-pw".into())),
+        tls: Some(proxy_ca.server_config_for(&["localhost"])),
+        ..Default::default()
+    });
+    let url = p.url_with("akv", "pr0xy-pw");
+    assert!(url.starts_with("https://akv:pr0xy-pw@localhost:"));
+    let proxy_ca_file = h.dir.path().join("proxy-ca.pem");
+    std::fs::write(&proxy_ca_file, proxy_ca.pem()).unwrap();
+
+    // Without the proxy's CA the TLS to the proxy fails, and the error says so.
+    let (out, _) = run(behind_proxy(&h, &[("HTTPS_PROXY", &url)], "5s")).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("invalid peer certificate") && err.contains("through the proxy https://"),
+        "{err}"
+    );
+    assert!(p.requests().is_empty(), "{}", p.log());
+
+    // With it (a second --ca-file, as a cluster CA bundle adds one), values come through.
+    let ca_flag = format!("--ca-file={}", proxy_ca_file.display());
+    let (out, _) = run(behind_proxy_with(
+        &h,
+        &[ca_flag],
+        &[("HTTPS_PROXY", &url)],
+        "20s",
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(stdout(&out), "hunter2");
+    let requests = p.requests();
+    assert!(!requests.is_empty());
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.method == "CONNECT" && r.status == 200 && r.with_credentials),
+        "{}",
+        p.log()
+    );
+    assert_no_leak("stderr at trace level", err.as_bytes(), &["pr0xy-pw"]);
+    assert_no_leak("relayed bytes", &p.relayed(), &[]);
+    assert_no_token_in_clear("relayed bytes", &p.relayed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

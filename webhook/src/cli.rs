@@ -624,7 +624,8 @@ pub struct InjectArgs {
     )]
     pub injector_image: Option<String>,
 
-    /// The namespace's `akv-env.io/vault` annotation, which cannot be read offline.
+    /// The `akv-env.io/vault` annotation of namespaces without a Namespace document in the
+    /// input (a document's `akv-env.io/*` annotations are read from it, as admission would).
     #[arg(long, env = "AKV_ENV_WEBHOOK_NAMESPACE_VAULT")]
     pub namespace_vault: Option<String>,
 

@@ -529,6 +529,72 @@ fn check_reports_malformed_placeholders_and_unknown_namespaces_on_stderr() {
     assert!(stderr.contains("document 1: not valid YAML"), "{stderr}");
 }
 
+/// The container `app` of the pod named `pod` in the output.
+fn container<'a>(docs: &'a [Value], pod: &str) -> &'a Value {
+    let pod = docs
+        .iter()
+        .find(|d| d["kind"] == "Pod" && d["metadata"]["name"] == pod)
+        .unwrap_or_else(|| panic!("no pod {pod}"));
+    &pod["spec"]["containers"][0]
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+#[test]
+fn a_namespace_document_in_the_input_gives_its_pods_their_vault_and_cloud() {
+    let pod = |name: &str, namespace: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n\
+             spec:\n  containers:\n    - name: app\n      image: app:1\n      command: [/app]\n\
+             \x20     env:\n        - name: DB\n          value: db@azurekeyvault\n"
+        )
+    };
+    let input = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n\
+                 \x20   akv-env.io/vault: ns-kv\n    akv-env.io/cloud: AzureChinaCloud\n"
+        .to_owned()
+        + &pod("in-shop", "shop")
+        + &pod("elsewhere", "other");
+    let flags = [
+        "-f",
+        "-",
+        "--namespace-vault",
+        "flag-kv",
+        "--namespace-cloud",
+        "AzureChinaCloud",
+    ];
+    let out = inject(&flags, Some(&input));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+
+    // The documented namespace: its annotations, as admission would read them.
+    let shop = container(&docs, "in-shop");
+    assert_eq!(env_value(shop, "AKV_ENV_DEFAULT_VAULT"), Some("ns-kv"));
+    assert_eq!(
+        strs(&shop["args"]),
+        ["--cloud=AzureChinaCloud", "--", "/app"]
+    );
+    // A namespace without a document: --namespace-vault, and no cloud of its own.
+    let other = container(&docs, "elsewhere");
+    assert_eq!(env_value(other, "AKV_ENV_DEFAULT_VAULT"), Some("flag-kv"));
+    assert_eq!(strs(&other["args"]), ["--", "/app"]);
+
+    // A cloud the operator did not list: refused, as admission refuses it.
+    let out = inject(
+        &[&flags[..5], &["AzureUSGovernment"]].concat(),
+        Some(&input),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("AzureChinaCloud"), "{stderr}");
+}
+
 #[test]
 fn injected_output_passes_the_check_even_in_an_unlabelled_namespace() {
     let input = namespace("shop", false) + &deployment("shop", "", APP);

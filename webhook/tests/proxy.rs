@@ -117,6 +117,32 @@ async fn image_lookups_go_through_the_proxy_from_the_environment() {
     }
     assert!(!stderr.contains("w3bh00k-pr0xy") && !stdout.contains("w3bh00k-pr0xy"));
 
+    // An https:// proxy: TLS to the proxy (trusted through the same roots), the registry's
+    // own TLS inside the tunnel.
+    let tls_proxy = TestProxy::start(Config {
+        hosts: hosts(),
+        credentials: Some(("webhook".into(), "w3bh00k-pr0xy".into())),
+        tls: Some(ca.server_config_for(&["localhost"])),
+        ..Default::default()
+    });
+    let https_url = tls_proxy.url_with("webhook", "w3bh00k-pr0xy");
+    assert!(https_url.starts_with("https://"), "{https_url}");
+    let out = tokio::task::block_in_place(|| {
+        inject(&ca_file, &[], &[("HTTPS_PROXY", https_url.as_str())])
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("/srv/app"), "{stdout}");
+    assert!(
+        tls_proxy
+            .log()
+            .contains("CONNECT registry.corp.example:443 200"),
+        "{}",
+        tls_proxy.log()
+    );
+    assert!(!stderr.contains("w3bh00k-pr0xy") && !stdout.contains("w3bh00k-pr0xy"));
+
     // NO_PROXY lists the registry: it is looked up directly (and resolves nowhere here).
     let before = proxy.requests().len();
     let out = tokio::task::block_in_place(|| {
@@ -155,6 +181,33 @@ async fn image_lookups_go_through_the_proxy_from_the_environment() {
             .contains("CONNECT registry.corp.example:443 403"),
         "{}",
         refusing.log()
+    );
+    assert!(!stderr.contains("w3bh00k-pr0xy"), "{stderr}");
+
+    // A proxy that takes the CONNECT and never answers: --registry-timeout ends the lookup.
+    let hanging = TestProxy::start(Config {
+        hosts: hosts(),
+        behaviour: Behaviour::Hang,
+        ..Default::default()
+    });
+    let flags = [
+        format!("--registry-proxy={}", hanging.url()),
+        "--registry-timeout=1s".to_owned(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let out = tokio::task::block_in_place(|| {
+        inject(&ca_file, &flags, &[("HTTPS_PROXY", with_password.as_str())])
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("took longer than 1s (through the webhook's egress proxy)"),
+        "{stderr}"
+    );
+    assert!(
+        hanging.log().contains("CONNECT registry.corp.example:443"),
+        "{}",
+        hanging.log()
     );
     assert!(!stderr.contains("w3bh00k-pr0xy"), "{stderr}");
 }

@@ -1,5 +1,6 @@
-//! Fetching every distinct object once, at most `concurrency` at a time, with our own retry loop
-//! inside one overall deadline.
+//! Fetching every distinct object once, a bounded number at a time (fewer over HTTP/1.1, where
+//! each request in flight is a connection, than over HTTP/2), with our own retry loop inside one
+//! overall deadline.
 
 use crate::{
     Secret,
@@ -32,16 +33,24 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{Semaphore, watch},
+    time::Instant,
+};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 /// How hard to try.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
-    /// Most requests in flight at once. 64 lets 100 objects go in two rounds after the first
-    /// request; a pod still stays far inside Key Vault's 4,000 GETs per 10 s per vault.
+    /// Most requests in flight at once to vaults that speak HTTP/1.1 (or whose protocol is not
+    /// known yet), where each one holds a connection and its TCP and TLS handshakes.
     pub concurrency: usize,
+    /// Most requests in flight at once to vaults that answered over HTTP/2, where each is a
+    /// stream on the vault's one connection: a wave of up to this many objects goes out in one
+    /// round trip (the server's `SETTINGS_MAX_CONCURRENT_STREAMS` may queue some of it). Either
+    /// way a pod stays far inside Key Vault's 4,000 GETs per 10 s per vault.
+    pub streams: usize,
     /// Longest single attempt (connect + token + GET); the overall deadline still wins.
     pub attempt_timeout: Duration,
     /// First backoff step; doubles per retry up to `max_backoff`, with jitter.
@@ -53,6 +62,7 @@ impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
             concurrency: 64,
+            streams: 256,
             attempt_timeout: Duration::from_secs(20),
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(8),
@@ -77,6 +87,8 @@ pub struct Resolver {
     pub(crate) credential: Arc<TrackedCredential>,
     pub(crate) hosts: VaultHosts,
     pub(crate) transport: Transport,
+    /// The transport's own view: which vaults answered over HTTP/2.
+    http: Arc<crate::transport::Http>,
     identity: String,
     mode: AuthMode,
     options: FetchOptions,
@@ -109,8 +121,10 @@ impl Resolver {
         options: FetchOptions,
     ) -> Result<Self, ConfigError> {
         let mode = auth.choose()?;
-        let http = crate::transport::http_client(transport)?;
-        let transport = Transport::new(Arc::new(http));
+        let http = Arc::new(crate::transport::Http::new(crate::transport::http_client(
+            transport,
+        )?));
+        let transport = Transport::new(http.clone());
         let opts = client_options(&transport, auth.authority_host.as_deref());
         let cred_err = |e: azure_core::Error| ConfigError::Credential {
             mode,
@@ -156,6 +170,7 @@ impl Resolver {
             credential: Arc::new(TrackedCredential::new(credential, hosts.clone())),
             hosts: hosts.clone(),
             transport,
+            http,
             identity: auth.identity_label(mode),
             mode,
             options,
@@ -283,7 +298,11 @@ impl Resolver {
             .into_iter()
             .map(|k| (k, true))
             .chain(second_wave.into_iter().map(|k| (k, false)));
-        let fetched: HashMap<ObjectKey, Outcome> = futures::stream::iter(ordered)
+        // The bound is chosen per request once its gate is open: by then the vault's first
+        // answer (the challenge) said whether its connection multiplexes.
+        let connections = Semaphore::new(self.options.concurrency.max(1));
+        let streams = Semaphore::new(self.options.streams.max(1));
+        let fetched: HashMap<ObjectKey, Outcome> = ordered
             .map(|(key, first)| {
                 let secrets = secret_clients.get(&key.vault_url).cloned();
                 let keys = key_clients.get(&key.vault_url).cloned();
@@ -291,10 +310,18 @@ impl Resolver {
                 let gate = ready
                     .get(&(key.vault_url.clone(), key.keys_endpoint))
                     .cloned();
+                let (connections, streams) = (&connections, &streams);
                 async move {
                     if let (Some(gate), false) = (&gate, first) {
                         let _ = gate.subscribe().wait_for(|open| *open).await;
                     }
+                    let slots = if self.http.multiplexed(&key.vault_url) {
+                        streams
+                    } else {
+                        connections
+                    };
+                    // Never closed, so this cannot fail; a retry keeps its slot while it waits.
+                    let _slot = slots.acquire().await;
                     let result = match (client_error, secrets, keys) {
                         (Some(e), _, _) => Err((FailureKind::Rejected, e)),
                         (None, s, k) => self.fetch_with_retry(&key, s, k, deadline).await,
@@ -305,7 +332,7 @@ impl Resolver {
                     (key, result)
                 }
             })
-            .buffer_unordered(self.options.concurrency.max(1))
+            .collect::<futures::stream::FuturesUnordered<_>>()
             .collect()
             .await;
 

@@ -4,9 +4,9 @@
 //! parsed [`akv_placeholder::Reference`]s, it returns one [`Secret`] or one [`ResolveError`] per
 //! reference. It chooses the credential ([`AuthConfig::choose`]), builds an HTTPS client with
 //! built-in trust roots ([`http_client`]) that the SDK uses for both Entra ID and Key Vault, and
-//! fetches each distinct object once, at most 64 at a time (one per vault first, so the
-//! challenge and the token are met once), retrying throttling and transient faults inside one
-//! deadline ([`Resolver::resolve_all`]).
+//! fetches each distinct object once (one per vault first, so the challenge and the token are met
+//! once), then the rest at most 64 at a time over HTTP/1.1 and 256 over HTTP/2, retrying
+//! throttling and transient faults inside one deadline ([`Resolver::resolve_all`]).
 
 mod config;
 mod credential;

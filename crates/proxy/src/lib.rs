@@ -145,6 +145,15 @@ impl ProxyServer {
         &self.shown
     }
 
+    /// The proxy's host name or address (no brackets around IPv6), lower case.
+    pub fn host(&self) -> String {
+        match self.url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(host) => host.to_string().to_ascii_lowercase(),
+            None => String::new(),
+        }
+    }
+
     /// Where the setting came from (`HTTPS_PROXY`, `--registry-proxy`...).
     pub fn source(&self) -> &str {
         &self.source

@@ -21,8 +21,16 @@ pub enum LookupError {
         attempts: String,
     },
 
-    #[error("reading image {image} from its registry took longer than {after:?}")]
-    Timeout { image: String, after: Duration },
+    #[error(
+        "reading image {image} from its registry took longer than {after:?}{}",
+        if *through_proxy { " (through the webhook's egress proxy)" } else { "" }
+    )]
+    Timeout {
+        image: String,
+        after: Duration,
+        /// The registry was asked for through the egress proxy, which may be what hung.
+        through_proxy: bool,
+    },
 
     #[error("registry {registry} of image {image} cannot be reached: {reason}")]
     Unreachable {

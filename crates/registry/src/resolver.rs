@@ -159,9 +159,16 @@ impl ImageResolver {
             self.cached_or_fetched(key, &reference, image, platform, &offered),
         )
         .await
-        .map_err(|_| LookupError::Timeout {
-            image: image.to_string(),
-            after: deadline,
+        .map_err(|_| {
+            let proxy = self.proxy_for(reference.registry());
+            if let Some(proxy) = &proxy {
+                tracing::warn!(registry = reference.registry(), %proxy, "registry lookup timed out through the egress proxy");
+            }
+            LookupError::Timeout {
+                image: image.to_string(),
+                after: deadline,
+                through_proxy: proxy.is_some(),
+            }
         })?
     }
 
@@ -371,17 +378,7 @@ impl ImageResolver {
         else {
             return err;
         };
-        let scheme = if self.is_insecure(registry) {
-            "http"
-        } else {
-            "https"
-        };
-        let proxy = self.inner.opts.proxy.as_ref().and_then(|p| {
-            url::Url::parse(&format!("{scheme}://{registry}/"))
-                .ok()
-                .and_then(|u| p.proxy_for(&u).cloned())
-        });
-        let reason = match proxy {
+        let reason = match self.proxy_for(registry) {
             Some(proxy) => {
                 tracing::warn!(registry, %proxy, "registry unreachable through the egress proxy");
                 format!("{reason} (through the webhook's egress proxy)")
@@ -393,6 +390,20 @@ impl ImageResolver {
             registry: name,
             reason,
         }
+    }
+
+    /// The egress proxy requests to `registry` go through, if any.
+    fn proxy_for(&self, registry: &str) -> Option<akv_proxy::ProxyServer> {
+        let scheme = if self.is_insecure(registry) {
+            "http"
+        } else {
+            "https"
+        };
+        self.inner.opts.proxy.as_ref().and_then(|p| {
+            url::Url::parse(&format!("{scheme}://{registry}/"))
+                .ok()
+                .and_then(|u| p.proxy_for(&u).cloned())
+        })
     }
 
     fn is_insecure(&self, registry: &str) -> bool {

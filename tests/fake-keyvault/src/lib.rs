@@ -16,9 +16,11 @@ mod store;
 mod token;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use akv_test_support::pod::PodEnv;
 use tokio::sync::watch;
 
 pub use faults::{Throttle, check_rate};
@@ -62,6 +64,11 @@ pub struct Connection {
     pub tls: bool,
     /// Requests answered (or dropped) on this connection.
     pub requests: u32,
+    /// Requests received and not yet answered, now (HTTP/2 streams in flight).
+    pub in_flight: u32,
+    /// The most requests in flight at once on this connection: how many a client sent before
+    /// the first answer came back.
+    pub max_in_flight: u32,
 }
 
 /// One vault data-plane request, as the fake saw it.
@@ -282,6 +289,20 @@ impl FakeKeyVault {
         &self.shared.identity_header
     }
 
+    /// What a pod of this vault is handed, written into `dir` (where it runs): the CA, the
+    /// seed's federated token, the tenant, the test authority (`login.test`) and the
+    /// managed-identity endpoint.
+    pub fn pod_env(&self, dir: &Path) -> std::io::Result<PodEnv> {
+        PodEnv::write(
+            dir,
+            self.ca_pem(),
+            self.tenant(),
+            &self.test_authority_host(),
+            &format!("http://{}/msi/token", self.http_addr()),
+            self.identity_header(),
+        )
+    }
+
     /// Every vault data-plane request so far, in order.
     pub fn accesses(&self) -> Vec<Access> {
         lock(&self.shared.accesses).clone()
@@ -326,7 +347,7 @@ impl FakeKeyVault {
         format!(
             "connections={} tls={} h2={} http1={} vault_connections={} vault_requests={} \
              vault_401={} vault_200={} token_connections={} token_requests={} tokens={} \
-             max_requests_per_connection={}",
+             max_requests_per_connection={} max_in_flight={}",
             conns.len(),
             conns.iter().filter(|c| c.tls).count(),
             proto("h2"),
@@ -343,6 +364,7 @@ impl FakeKeyVault {
                 .sum::<u32>(),
             grants.len(),
             conns.iter().map(|c| c.requests).max().unwrap_or(0),
+            conns.iter().map(|c| c.max_in_flight).max().unwrap_or(0),
         )
     }
 

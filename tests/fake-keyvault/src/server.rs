@@ -62,6 +62,8 @@ pub(crate) async fn serve_https(
             protocol: None,
             tls: false,
             requests: 0,
+            in_flight: 0,
+            max_in_flight: 0,
         });
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
@@ -82,8 +84,20 @@ pub(crate) async fn serve_https(
                 });
             }
             let service = hyper::service::service_fn(move |req| {
-                with_connection(&shared, conn_id, |c| c.requests += 1);
-                dispatch(shared.clone(), login.clone(), req)
+                with_connection(&shared, conn_id, |c| {
+                    c.requests += 1;
+                    c.in_flight += 1;
+                    c.max_in_flight = c.max_in_flight.max(c.in_flight);
+                });
+                let shared = shared.clone();
+                let answer = dispatch(shared.clone(), login.clone(), req);
+                async move {
+                    let answer = answer.await;
+                    with_connection(&shared, conn_id, |c| {
+                        c.in_flight = c.in_flight.saturating_sub(1)
+                    });
+                    answer
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);

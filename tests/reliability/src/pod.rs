@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use akv_test_support::pod::{Credential, PodEnv};
 use fake_keyvault::{FakeKeyVault, Options, Seed};
 use tokio::process::Command;
 
@@ -55,8 +56,7 @@ pub struct Vault {
     pub kv: FakeKeyVault,
     pub dir: tempfile::TempDir,
     pub injector: PathBuf,
-    ca_file: PathBuf,
-    token_file: PathBuf,
+    pod: PodEnv,
 }
 
 impl Vault {
@@ -70,17 +70,14 @@ impl Vault {
             .await
             .map_err(|e| Error::FakeKeyVault(format!("{e:#}")))?;
         let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, kv.ca_pem()).map_err(io("writing the CA file"))?;
-        let token_file = dir.path().join("federated-token");
-        std::fs::write(&token_file, "federated-token-of-app-b")
-            .map_err(io("writing the federated token file"))?;
+        let pod = kv
+            .pod_env(dir.path())
+            .map_err(io("writing the CA and federated token files"))?;
         Ok(Vault {
             kv,
             dir,
             injector,
-            ca_file,
-            token_file,
+            pod,
         })
     }
 
@@ -131,46 +128,31 @@ impl Vault {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = Command::new(&self.injector);
-        c.env_clear()
-            .current_dir(self.dir.path())
-            .env("PATH", "/usr/bin:/bin")
-            .env("AKV_ENV_DEFAULT_VAULT", "myvault")
-            .env("AKV_ENV_TIMEOUT", timeout)
-            .arg(format!("--ca-file={}", self.ca_file.display()))
-            .arg(format!("--resolve={resolve}"))
-            .arg(format!(
-                "--authority-host={}",
-                self.kv.test_authority_host()
-            ))
-            .kill_on_drop(true);
-        let tenant = self.kv.tenant().to_owned();
-        match identity {
-            Identity::ClientSecret | Identity::Reader => {
-                let (id, secret) = match identity {
-                    Identity::Reader => ("reader", "s3cret-r"),
-                    _ => ("app-a", "s3cret-a"),
-                };
-                c.env("AZURE_TENANT_ID", &tenant)
-                    .env("AZURE_CLIENT_ID", id)
-                    .env("AZURE_CLIENT_SECRET", secret);
-            }
-            Identity::Workload => {
-                c.env("AZURE_TENANT_ID", &tenant)
-                    .env("AZURE_CLIENT_ID", "app-b")
-                    .env("AZURE_FEDERATED_TOKEN_FILE", &self.token_file);
-            }
-            Identity::Managed => {
-                c.env(
-                    "IDENTITY_ENDPOINT",
-                    format!("http://{}/msi/token", self.kv.http_addr()),
-                )
-                .env("IDENTITY_HEADER", self.kv.identity_header())
-                .env("AZURE_CLIENT_ID", "app-c")
-                .arg("--auth=managed-identity");
-            }
-        }
-        c.args(flags).arg("--").args(program);
+        let credential = match identity {
+            Identity::ClientSecret => Credential::ClientSecret {
+                client_id: "app-a",
+                secret: "s3cret-a",
+            },
+            Identity::Reader => Credential::ClientSecret {
+                client_id: "reader",
+                secret: "s3cret-r",
+            },
+            Identity::Workload => Credential::Workload { client_id: "app-b" },
+            Identity::Managed => Credential::Managed {
+                client_id: Some("app-c"),
+            },
+        };
+        let mut all_flags = self.pod.trust_flags(resolve);
+        all_flags.extend(flags.iter().map(|f| f.to_string()));
+        let std = self.pod.command(
+            std::process::Command::new(&self.injector),
+            credential,
+            timeout,
+            all_flags,
+            program,
+        );
+        let mut c = Command::from(std);
+        c.kill_on_drop(true);
         c
     }
 

@@ -1,7 +1,8 @@
 //! The leak matrix: every path the injector can take (success and each failure) at every log
 //! level, with distinctive values stored in the vault. Each value, in every encoded form, is
-//! looked for in stdout, stderr, `/proc/PID/cmdline` sampled during the run, and every file
-//! written under the run's HOME, TMPDIR and working directory. One line per (path, level,
+//! looked for in stdout, stderr, the program's argv (which it writes down itself),
+//! `/proc/PID/cmdline` sampled during the run, and every file written under the run's HOME,
+//! TMPDIR and working directory. One line per (path, level,
 //! value, place) that leaks. Every path runs in exec mode and in supervisor mode
 //! (`--restart-on-change`: akv-env stays as the program's parent and a second akv-env resolves
 //! and execs the program), where the argv of every process under the supervisor is sampled too.
@@ -218,7 +219,9 @@ fn sha(s: &str) -> String {
 
 /// The program proves it got the values by printing only their hashes (a removed capture and a
 /// missing argument as distinct words).
-const PROGRAM: &str = r#"echo "pid $$ $PPID"; for v in "$P" "$J" "$B" "$U" "${AKV_ENV_REF_P-capture-removed}" "${1-no-argument}"; do printf '%s' "$v" | sha256sum; done"#;
+/// Writes its own argv (`/proc/self/cmdline`, as anyone on the node could read it) to
+/// `$ARGV_OUT`, then prints its pids and a digest of each value it was handed.
+const PROGRAM: &str = r#"cat /proc/$$/cmdline >"$ARGV_OUT"; echo "pid $$ $PPID"; for v in "$P" "$J" "$B" "$U" "${AKV_ENV_REF_P-capture-removed}" "${1-no-argument}"; do printf '%s' "$v" | sha256sum; done"#;
 
 /// Exec mode, and supervisor mode with an interval no run reaches (the checks have their own
 /// tests; here the point is what the supervisor and its resolving child print and expose).
@@ -238,13 +241,19 @@ struct Run {
     code: Option<i32>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// The argv of the injector and every process under it, sampled every 20 ms: best effort
+    /// (a run may end between two samples), so it is a second look, not the proof.
     cmdlines: Vec<Vec<u8>>,
+    /// The program's argv as it read it itself, if it ran.
+    program_argv: Option<Vec<u8>>,
     files: Vec<(std::path::PathBuf, Vec<u8>)>,
 }
 
 /// The argv of `pid` and of every process under it (the supervisor's children and theirs).
 fn cmdlines_under(pid: u32, out: &mut Vec<Vec<u8>>) {
-    if let Ok(b) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+    if let Ok(b) = std::fs::read(format!("/proc/{pid}/cmdline"))
+        && !b.is_empty()
+    {
         out.push(b);
     }
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
@@ -252,6 +261,24 @@ fn cmdlines_under(pid: u32, out: &mut Vec<Vec<u8>>) {
         if let Ok(child) = child.parse() {
             cmdlines_under(child, out);
         }
+    }
+}
+
+/// The argv of a process just spawned and not yet reaped: `spawn` returns once the exec has
+/// begun, before the kernel fills in the new argv (it reads empty until then), so this waits
+/// for it, unless the process has already run to its end (a zombie's argv reads empty too).
+fn first_cmdline(pid: u32) -> Option<Vec<u8>> {
+    loop {
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        if !argv.is_empty() {
+            return Some(argv);
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The state follows the parenthesised command name, which may itself hold ") ".
+        if stat.rsplit_once(") ")?.1.starts_with('Z') {
+            return None;
+        }
+        std::thread::yield_now();
     }
 }
 
@@ -263,6 +290,7 @@ async fn run(
     closed: std::net::SocketAddr,
 ) -> Run {
     let root = tempfile::tempdir_in(v.path()).unwrap();
+    let argv_out = root.path().join("program-argv");
     let dirs = ["home", "tmp", "cwd"].map(|d| root.path().join(d));
     for d in &dirs {
         std::fs::create_dir(d).unwrap();
@@ -282,6 +310,7 @@ async fn run(
     let mut c = v.command_with_flags(path.identity, "2s", &resolve, &flags, program);
     c.envs(path.vars.iter().copied())
         .env("AKV_ENV_LOG", level)
+        .env("ARGV_OUT", &argv_out)
         .env("HOME", &dirs[0])
         .env("TMPDIR", &dirs[1])
         .current_dir(&dirs[2])
@@ -289,14 +318,14 @@ async fn run(
         .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     let pid = child.id().unwrap();
+    let mut cmdlines: Vec<_> = first_cmdline(pid).into_iter().collect();
     let mut wait = tokio::spawn(child.wait_with_output());
-    let mut cmdlines = Vec::new();
     let out = loop {
-        cmdlines_under(pid, &mut cmdlines);
         tokio::select! {
             out = &mut wait => break out.unwrap().unwrap(),
             () = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
+        cmdlines_under(pid, &mut cmdlines);
     };
     let files = dirs
         .iter()
@@ -312,6 +341,7 @@ async fn run(
         stdout: out.stdout,
         stderr: out.stderr,
         cmdlines,
+        program_argv: std::fs::read(&argv_out).ok(),
         files,
     }
 }
@@ -347,6 +377,8 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
     };
 
     let mut problems = Vec::new();
+    // Per mode, in how many runs the sampler saw the injector's own argv.
+    let mut injector_argv_read = std::collections::BTreeMap::<&str, usize>::new();
     for path in ROUTES {
         match path.fault {
             Fault::Throttled => v.kv.set_throttle(Some(Throttle {
@@ -413,9 +445,16 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
                 if level == "trace" && !err.contains("TRACE") {
                     problems.push(format!("{case}: trace logging was not on: {err}"));
                 }
+                if r.program_argv
+                    .as_ref()
+                    .is_none_or(|a| !a.starts_with(b"sh\0-c\0"))
+                {
+                    problems.push(format!("{case}: the program's argv was not captured"));
+                }
             }
-            if r.cmdlines.is_empty() {
-                problems.push(format!("{case}: never read the process's argv"));
+            let injector_argv = v.injector.as_os_str().as_encoded_bytes();
+            if r.cmdlines.iter().any(|c| c.starts_with(injector_argv)) {
+                *injector_argv_read.entry(*mode).or_default() += 1;
             }
             let mut places: Vec<(String, &[u8])> =
                 vec![("stdout".into(), &r.stdout), ("stderr".into(), &r.stderr)];
@@ -425,7 +464,8 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
             let program_argv: Vec<Vec<u8>> = r
                 .cmdlines
                 .iter()
-                .filter(|c| !c.starts_with(v.injector.as_os_str().as_encoded_bytes()))
+                .filter(|c| !c.starts_with(injector_argv))
+                .chain(&r.program_argv)
                 .map(|c| {
                     c.split(|&b| b == 0)
                         .enumerate()
@@ -435,7 +475,7 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
                 })
                 .collect();
             for (i, c) in r.cmdlines.iter().enumerate() {
-                if c.starts_with(v.injector.as_os_str().as_encoded_bytes()) {
+                if c.starts_with(injector_argv) {
                     places.push((format!("/proc/PID/cmdline sample {i} (injector)"), c));
                 }
             }
@@ -455,6 +495,11 @@ async fn no_value_leaks_on_any_path_at_any_log_level() {
                     }
                 }
             }
+        }
+    }
+    for (mode, _) in MODES {
+        if injector_argv_read.get(mode).is_none_or(|&n| n == 0) {
+            problems.push(format!("{mode}: the sampler never saw the injector's argv"));
         }
     }
     assert!(

@@ -6,5 +6,6 @@
 pub mod cargo;
 pub mod leak;
 pub mod pki;
+pub mod pod;
 pub mod proxy;
 pub mod webhook;

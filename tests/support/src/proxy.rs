@@ -4,6 +4,9 @@
 //! 403, or accept and never answer). It records every request line and every byte it relays,
 //! so a test can show what a proxy on the path could read.
 //!
+//! With [`Config::tls`] it is an `https://` proxy: clients speak TLS to the proxy itself, and
+//! the tunnels inside carry their own TLS to the target.
+//!
 //! Plain-HTTP requests in absolute form (`GET http://host/...`) are recorded and refused with
 //! 403: nothing in this project should send a plain-HTTP request through a proxy except an
 //! operator's insecure registry, and the tests use TLS stand-ins for those.
@@ -37,6 +40,8 @@ pub struct Config {
     pub behaviour: Behaviour,
     /// `(user, password)` required in `Proxy-Authorization: Basic`; 407 otherwise.
     pub credentials: Option<(String, String)>,
+    /// Serve TLS to clients (an `https://` proxy) with this certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One request the proxy received: method, target and the status it answered (0: none).
@@ -61,6 +66,7 @@ struct Records {
 /// A running proxy; stops accepting when dropped.
 pub struct TestProxy {
     addr: SocketAddr,
+    tls: bool,
     records: Arc<Mutex<Records>>,
     _stop: Stop,
 }
@@ -89,6 +95,7 @@ impl TestProxy {
         let addr = listener.local_addr().expect("the proxy's address");
         let records = Arc::new(Mutex::new(Records::default()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tls = config.tls.is_some();
         let config = Arc::new(config);
         let (r, s) = (records.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -103,6 +110,7 @@ impl TestProxy {
         });
         TestProxy {
             addr,
+            tls,
             records,
             _stop: Stop(addr, stop),
         }
@@ -112,14 +120,20 @@ impl TestProxy {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` for a TLS proxy (its certificate
+    /// names `localhost`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            false => format!("http://{}", self.addr),
+            true => format!("https://localhost:{}", self.addr.port()),
+        }
     }
 
-    /// `http://user:password@127.0.0.1:PORT` (percent-encode special characters yourself).
+    /// [`Self::url`] with `user:password@` (percent-encode special characters yourself).
     pub fn url_with(&self, user: &str, password: &str) -> String {
-        format!("http://{user}:{password}@{}", self.addr)
+        let url = self.url();
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        format!("{scheme}://{user}:{password}@{rest}")
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -145,10 +159,38 @@ impl TestProxy {
     }
 }
 
-fn serve(mut client: TcpStream, config: &Config, records: &Mutex<Records>) {
-    let Some(head) = read_head(&mut client) else {
+fn serve(client: TcpStream, config: &Config, records: &Mutex<Records>) {
+    let Some(tls) = &config.tls else {
+        let mut client = client;
+        let Some(upstream) = connect(&mut client, config, records) else {
+            return;
+        };
+        let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone()) else {
+            return;
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| pipe(client2, upstream, records));
+            pipe(upstream2, client, records);
+        });
         return;
     };
+    let Ok(session) = rustls::ServerConnection::new(tls.clone()) else {
+        return;
+    };
+    let mut client = rustls::StreamOwned::new(session, client);
+    if let Some(upstream) = connect(&mut client, config, records) {
+        relay_tls(client, upstream, records);
+    }
+}
+
+/// Reads the request head from `client` and answers it: the tunnel's upstream connection once
+/// `200 Connection established` is written, or `None` after any other answer.
+fn connect<C: Read + Write>(
+    client: &mut C,
+    config: &Config,
+    records: &Mutex<Records>,
+) -> Option<TcpStream> {
+    let head = read_head(client)?;
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut words = text.lines().next().unwrap_or("").split_whitespace();
     let method = words.next().unwrap_or("").to_owned();
@@ -169,21 +211,23 @@ fn serve(mut client: TcpStream, config: &Config, records: &Mutex<Records>) {
             with_credentials: auth.is_some(),
         });
     };
-    let answer = |client: &mut TcpStream, status: u16, reason: &str, extra: &str| {
+    let answer = |client: &mut C, status: u16, reason: &str, extra: &str| {
         record(status);
         let _ = write!(
             client,
             "HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
+        let _ = client.flush();
+        None
     };
     match config.behaviour {
         Behaviour::Hang => {
             record(0);
             let mut sink = [0u8; 1024];
             while matches!(client.read(&mut sink), Ok(n) if n > 0) {}
-            return;
+            return None;
         }
-        Behaviour::Refuse => return answer(&mut client, 403, "Forbidden", ""),
+        Behaviour::Refuse => return answer(client, 403, "Forbidden", ""),
         Behaviour::Relay => {}
     }
     if let Some((user, password)) = &config.credentials {
@@ -193,7 +237,7 @@ fn serve(mut client: TcpStream, config: &Config, records: &Mutex<Records>) {
         );
         if auth.as_deref() != Some(want.as_str()) {
             return answer(
-                &mut client,
+                client,
                 407,
                 "Proxy Authentication Required",
                 "Proxy-Authenticate: Basic realm=\"test-proxy\"\r\n",
@@ -201,7 +245,7 @@ fn serve(mut client: TcpStream, config: &Config, records: &Mutex<Records>) {
         }
     }
     if method != "CONNECT" {
-        return answer(&mut client, 403, "Forbidden", "");
+        return answer(client, 403, "Forbidden", "");
     }
     let upstream = target.rsplit_once(':').and_then(|(host, port)| {
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -213,22 +257,65 @@ fn serve(mut client: TcpStream, config: &Config, records: &Mutex<Records>) {
     let Some(Ok(upstream)) =
         upstream.map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)))
     else {
-        return answer(&mut client, 502, "Bad Gateway", "");
+        return answer(client, 502, "Bad Gateway", "");
     };
     record(200);
-    if client
+    client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .is_err()
-    {
+        .and_then(|()| client.flush())
+        .ok()?;
+    Some(upstream)
+}
+
+/// Relays between a TLS client and its upstream until either side ends, recording every byte
+/// of the tunnel. One thread takes turns with short read timeouts: a TLS session cannot be
+/// read and written from two threads.
+fn relay_tls(
+    mut client: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    mut upstream: TcpStream,
+    records: &Mutex<Records>,
+) {
+    let tick = Some(Duration::from_millis(2));
+    if client.sock.set_read_timeout(tick).is_err() || upstream.set_read_timeout(tick).is_err() {
         return;
     }
-    let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone()) else {
-        return;
+    let idle = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
     };
-    std::thread::scope(|scope| {
-        scope.spawn(|| pipe(client2, upstream, records));
-        pipe(upstream2, client, records);
-    });
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                records.lock().unwrap().relayed.extend_from_slice(&buf[..n]);
+                if upstream.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if idle(&e) => {}
+            Err(_) => break,
+        }
+        match upstream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                records.lock().unwrap().relayed.extend_from_slice(&buf[..n]);
+                if client
+                    .write_all(&buf[..n])
+                    .and_then(|()| client.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(e) if idle(&e) => {}
+            Err(_) => break,
+        }
+    }
+    client.conn.send_close_notify();
+    let _ = client.flush();
 }
 
 /// Copies `from` to `to`, recording every byte, until `from` ends; then ends `to`'s writes.
@@ -249,7 +336,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, records: &Mutex<Records>) {
 }
 
 /// Reads up to the blank line that ends a request head (at most 64 KiB).
-fn read_head(conn: &mut TcpStream) -> Option<Vec<u8>> {
+fn read_head(conn: &mut impl Read) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

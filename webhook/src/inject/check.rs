@@ -7,7 +7,7 @@ use akv_mutation::{ANNOTATION_INJECT, ANNOTATION_STATUS, Skip};
 use serde_json::Value;
 
 use super::documents::{split_documents, strip_marker};
-use super::template_pointer;
+use super::{flatten_lists, template_pointer};
 use crate::selector::NamespaceSelector;
 
 /// What `inject --check` knows about the cluster.
@@ -257,21 +257,6 @@ fn placeholder_env<'c>(
         }
     }
     out
-}
-
-/// The object itself, or the items of a `List`.
-fn flatten_lists(value: &Value) -> Vec<&Value> {
-    if value.get("kind").and_then(Value::as_str) == Some("List") {
-        value
-            .get("items")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .flat_map(flatten_lists)
-            .collect()
-    } else {
-        vec![value]
-    }
 }
 
 fn check_object(

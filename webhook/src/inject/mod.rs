@@ -13,6 +13,23 @@ pub use check::{CheckOptions, CheckReport, Unwrapped, UnwrappedContainer, check}
 pub(crate) use documents::{describe, push_changed, split_documents, strip_marker};
 pub use mutate::{InjectError, Injected, inject};
 
+use serde_json::Value;
+
+/// The objects of a document: a `List`'s items (nested lists too), or the document itself.
+pub(super) fn flatten_lists(value: &Value) -> Vec<&Value> {
+    if value.get("kind").and_then(Value::as_str) == Some("List") {
+        value
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(flatten_lists)
+            .collect()
+    } else {
+        vec![value]
+    }
+}
+
 /// Where a kind keeps its pod template.
 pub(super) fn template_pointer(kind: &str) -> Option<&'static str> {
     match kind {

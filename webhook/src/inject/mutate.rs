@@ -1,10 +1,12 @@
 //! `inject -f`: every pod template in the input through the admission pipeline.
 
-use akv_mutation::{Config, plan};
+use std::collections::{BTreeMap, HashMap};
+
+use akv_mutation::{Config, NamespaceFacts, plan_in};
 use serde_json::Value;
 
 use super::documents::{describe, push_changed, split_documents, strip_marker};
-use super::template_pointer;
+use super::{flatten_lists, template_pointer};
 use crate::lookup::EntrypointSource;
 use crate::pipeline;
 
@@ -25,12 +27,16 @@ pub struct InjectError {
     pub problems: Vec<String>,
 }
 
+/// Mutates every pod template in `input` as admission would. A namespace's `akv-env.io/*`
+/// annotations come from its `Namespace` document in the input (it is what will be applied);
+/// for a namespace without one, `namespace_vault` stands for its `akv-env.io/vault`.
 pub async fn inject(
     input: &str,
     config: &Config,
     namespace_vault: Option<&str>,
     source: &dyn EntrypointSource,
 ) -> Result<Injected, InjectError> {
+    let namespaces = namespace_documents(input);
     let mut out = String::with_capacity(input.len() * 2);
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -53,6 +59,7 @@ pub async fn inject(
         let mut changed = 0;
         let mut context = Context {
             config,
+            namespaces: &namespaces,
             namespace_vault,
             source,
             label: &label,
@@ -81,8 +88,40 @@ pub async fn inject(
     }
 }
 
+/// The facts of every namespace that has a `Namespace` document in the input, by name.
+fn namespace_documents(input: &str) -> HashMap<String, NamespaceFacts> {
+    let mut facts = HashMap::new();
+    for doc in split_documents(input) {
+        // Documents that do not parse are reported by the mutating pass.
+        let Ok(Some(value)) = serde_yaml_ng::from_str::<Option<Value>>(strip_marker(doc).1) else {
+            continue;
+        };
+        for object in flatten_lists(&value) {
+            if object.get("kind").and_then(Value::as_str) != Some("Namespace") {
+                continue;
+            }
+            let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            let annotations: BTreeMap<String, String> = object
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
+            facts.insert(
+                name.to_owned(),
+                NamespaceFacts::from_annotations(&annotations),
+            );
+        }
+    }
+    facts
+}
+
 struct Context<'a> {
     config: &'a Config,
+    namespaces: &'a HashMap<String, NamespaceFacts>,
     namespace_vault: Option<&'a str>,
     source: &'a dyn EntrypointSource,
     label: &'a str,
@@ -124,7 +163,14 @@ impl Context<'_> {
     }
 
     async fn mutate_template(&mut self, template: &mut Value, namespace: &str) {
-        let plan = match plan(template, self.namespace_vault, self.config) {
+        let facts = match self.namespaces.get(namespace) {
+            Some(documented) => documented.clone(),
+            None => NamespaceFacts {
+                vault: self.namespace_vault.map(str::to_owned),
+                ..Default::default()
+            },
+        };
+        let plan = match plan_in(template, &facts, self.config) {
             Ok(plan) => plan,
             Err(denial) => {
                 self.problems.push(format!("{}: {denial}", self.label));

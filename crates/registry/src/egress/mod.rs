@@ -5,7 +5,8 @@
 //! never reads the environment itself), no redirect for a request that carries a token, and
 //! the address policy of [`policy`] on every hop. Behind a proxy the proxy resolves the names
 //! it is asked for, so only literal addresses can be checked; hosts `NO_PROXY` lists are
-//! connected to directly, through the guarded resolver.
+//! connected to directly, through the guarded resolver. The proxy itself is the operator's and
+//! may be internal: its name resolves unguarded.
 
 pub(crate) mod policy;
 
@@ -64,12 +65,19 @@ impl Egress {
         proxy: Option<&Arc<akv_proxy::ProxySettings>>,
     ) -> Result<Egress, String> {
         let guard = Arc::new(policy::Guard::new(allow_internal, named));
+        let proxies: Vec<String> = proxy
+            .iter()
+            .flat_map(|p| [&p.https, &p.http])
+            .flatten()
+            .map(akv_proxy::ProxyServer::host)
+            .collect();
         let tls = tls_config(extra_roots)?;
         let build = |redirect: reqwest::redirect::Policy| {
             let builder = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls.clone())
                 .dns_resolver(policy::GuardedResolver {
                     guard: guard.clone(),
+                    proxies: proxies.clone(),
                 })
                 .redirect(redirect)
                 .user_agent(concat!("akv-env-webhook/", env!("CARGO_PKG_VERSION")));

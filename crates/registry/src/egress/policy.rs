@@ -176,15 +176,20 @@ fn host_of(authority: &str) -> &str {
 /// that resolves differently later (DNS rebinding) is checked again.
 pub(crate) struct GuardedResolver {
     pub(crate) guard: Arc<Guard>,
+    /// The operator's egress proxies by name (lower case): they sit on internal addresses by
+    /// nature (`http://proxy.corp.internal:3128`), and behind a proxy this resolver is asked
+    /// for nothing but the proxy's own name.
+    pub(crate) proxies: Vec<String>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let guard = self.guard.clone();
+        let proxies = self.proxies.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if guard.names_host(&host) {
+            if guard.names_host(&host) || proxies.iter().any(|p| p.eq_ignore_ascii_case(&host)) {
                 return Ok(Box::new(all.into_iter()) as reqwest::dns::Addrs);
             }
             let mut refused = None;
@@ -348,6 +353,7 @@ mod tests {
         let guard = Arc::new(Guard::new(false, &[]));
         let resolver = GuardedResolver {
             guard: guard.clone(),
+            proxies: vec!["proxy.test".into()],
         };
         let err = match resolver.resolve("localhost".parse().unwrap()).await {
             Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
@@ -362,6 +368,7 @@ mod tests {
 
         let named = GuardedResolver {
             guard: Arc::new(Guard::new(false, &["localhost:5000".into()])),
+            proxies: vec![],
         };
         let addrs: Vec<_> = named
             .resolve("localhost".parse().unwrap())
@@ -369,5 +376,22 @@ mod tests {
             .unwrap()
             .collect();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+
+        // The egress proxy, named by the operator, may be internal; nothing else gains by it.
+        let behind_proxy = GuardedResolver {
+            guard: guard.clone(),
+            proxies: vec!["localhost".into()],
+        };
+        let addrs: Vec<_> = behind_proxy
+            .resolve("LocalHost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+        assert!(
+            guard
+                .check_url(&Url::parse("http://127.0.0.1:3128/").unwrap())
+                .is_err()
+        );
     }
 }
