@@ -8,6 +8,10 @@
 //! its power-of-two size class, and the next allocation of that class takes it back; each list
 //! holds at most [`CLASS_CAP`] bytes (the rest goes back to the system), so a long-lived
 //! supervisor keeps a bounded amount. Larger or over-aligned blocks go straight to the system.
+//!
+//! Every freed block is wiped first, whichever way it goes: response bodies, headers and
+//! tokens pass through buffers that are not `Zeroizing`, and a block kept here (or by musl,
+//! which does not clear what it keeps) would otherwise hold them until reused.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
@@ -139,8 +143,18 @@ unsafe impl GlobalAlloc for Caching {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         match class_of(layout) {
-            Some(class) => unsafe { self.give(block, class) },
-            None => unsafe { System.dealloc(block, layout) },
+            Some(class) => {
+                // The whole block: a realloc within the class may have shrunk `layout` below
+                // bytes that were written.
+                // SAFETY: every block of a class is the class's size.
+                unsafe { wipe(block, class_layout(class).size()) };
+                unsafe { self.give(block, class) }
+            }
+            None => {
+                // SAFETY: the caller owns `layout.size()` bytes at `block` until this returns.
+                unsafe { wipe(block, layout.size()) };
+                unsafe { System.dealloc(block, layout) }
+            }
         }
     }
 
@@ -150,7 +164,7 @@ unsafe impl GlobalAlloc for Caching {
         match (class_of(layout), class_of(new_layout)) {
             // The block already has room.
             (Some(old), Some(new)) if old == new => block,
-            (None, None) => unsafe { System.realloc(block, layout, new_size) },
+            // Not System.realloc: it may move the block and free the old one unwiped.
             _ => {
                 let moved = unsafe { self.alloc(new_layout) };
                 if !moved.is_null() {
@@ -162,6 +176,16 @@ unsafe impl GlobalAlloc for Caching {
             }
         }
     }
+}
+
+/// Zeroes `size` bytes at `block`, in a way the compiler may not drop as a store to memory
+/// about to be freed.
+///
+/// # Safety
+/// `block` must be valid for writes of `size` bytes.
+unsafe fn wipe(block: *mut u8, size: usize) {
+    unsafe { block.write_bytes(0, size) };
+    std::hint::black_box(block);
 }
 
 #[cfg(test)]
@@ -224,6 +248,27 @@ mod tests {
                 a.dealloc(*b, big);
             }
             assert_eq!(a.list(CLASSES - 1).bytes, CLASS_CAP);
+        }
+    }
+
+    #[test]
+    fn a_freed_block_is_wiped_before_it_is_kept() {
+        let a = Caching::new();
+        let l = layout(200, 8);
+        unsafe {
+            let p = a.alloc(l);
+            p.write_bytes(0x5a, 200);
+            // Shrunk within its class (256 bytes): the bytes past the new size are wiped too.
+            let shrunk = a.realloc(p, l, 150);
+            assert_eq!(shrunk, p);
+            a.dealloc(p, layout(150, 8));
+            // Still ours (on the class's list): all zero but the list link in its first word.
+            let kept = std::slice::from_raw_parts(p, 256);
+            let link = std::mem::size_of::<*mut u8>();
+            assert!(kept[link..].iter().all(|b| *b == 0), "{kept:?}");
+            let q = a.alloc(l);
+            assert_eq!(p, q);
+            a.dealloc(q, l);
         }
     }
 
