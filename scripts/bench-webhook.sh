@@ -42,7 +42,17 @@ log "binary: $BIN ($(file -b "$BIN" | cut -d, -f1-2))"
 
 WORK="$(mktemp -d)"
 PIDS=()
+REGISTRY_GROUP=
 cleanup() {
+  if [[ -n $REGISTRY_GROUP ]]; then
+    # The registry's temporary directory (its config's folder) is not removed when it is killed.
+    local registry_dirs
+    registry_dirs=$(pgrep -g "$REGISTRY_GROUP" -f 'docker-registry serve' | while read -r pid; do
+      tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 3p | xargs -r dirname
+    done || true)
+    kill -- "-$REGISTRY_GROUP" 2>/dev/null || true
+    for dir in $registry_dirs; do [[ $dir == "${TMPDIR:-/tmp}"/test-registry-* ]] && rm -rf "$dir"; done
+  fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -54,8 +64,10 @@ trap cleanup EXIT
 # test CA); it writes $WORK/env last and keeps the registry up until killed.
 log "starting the benchmark registry (registry-harness)"
 cargo build -q -p registry-harness --bin bench-registry
-"${CARGO_TARGET_DIR:-$ROOT/target}/debug/bench-registry" "$WORK" >"$WORK/registry.log" 2>&1 &
-PIDS+=($!)
+# In a process group of its own: killing bench-registry does not end its docker-registry child,
+# so the cleanup ends the whole group (before, every run left a registry running).
+setsid "${CARGO_TARGET_DIR:-$ROOT/target}/debug/bench-registry" "$WORK" >"$WORK/registry.log" 2>&1 &
+REGISTRY_GROUP=$!
 wait_until 1200 test -s "$WORK/env" || die "the benchmark registry did not start: $(cat "$WORK/registry.log")"
 # shellcheck source=/dev/null
 source "$WORK/env"
