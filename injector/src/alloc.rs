@@ -144,14 +144,15 @@ unsafe impl GlobalAlloc for Caching {
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         match class_of(layout) {
             Some(class) => {
-                // The whole block: a realloc within the class may have shrunk `layout` below
-                // bytes that were written.
-                // SAFETY: every block of a class is the class's size.
-                unsafe { wipe(block, class_layout(class).size()) };
+                // Only what was handed out: the rest of the block was never written (a
+                // shrinking realloc wipes what it cuts off), and touching it would fault in
+                // pages for nothing.
+                // SAFETY: the caller owns `layout.size()` bytes at `block` until this returns.
+                unsafe { wipe(block, layout.size()) };
                 unsafe { self.give(block, class) }
             }
             None => {
-                // SAFETY: the caller owns `layout.size()` bytes at `block` until this returns.
+                // SAFETY: as above.
                 unsafe { wipe(block, layout.size()) };
                 unsafe { System.dealloc(block, layout) }
             }
@@ -162,8 +163,15 @@ unsafe impl GlobalAlloc for Caching {
         // SAFETY: the caller guarantees new_size, rounded up to the alignment, fits an isize.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         match (class_of(layout), class_of(new_layout)) {
-            // The block already has room.
-            (Some(old), Some(new)) if old == new => block,
+            // The block already has room; what a shrink cuts off is wiped now, as the caller
+            // will free only `new_size` bytes.
+            (Some(old), Some(new)) if old == new => {
+                if new_size < layout.size() {
+                    // SAFETY: the caller owned `layout.size()` bytes at `block`.
+                    unsafe { wipe(block.add(new_size), layout.size() - new_size) };
+                }
+                block
+            }
             // Not System.realloc: it may move the block and free the old one unwiped.
             _ => {
                 let moved = unsafe { self.alloc(new_layout) };
@@ -262,8 +270,8 @@ mod tests {
             let shrunk = a.realloc(p, l, 150);
             assert_eq!(shrunk, p);
             a.dealloc(p, layout(150, 8));
-            // Still ours (on the class's list): all zero but the list link in its first word.
-            let kept = std::slice::from_raw_parts(p, 256);
+            // Still ours (on the class's list): what was written is zero but the list link.
+            let kept = std::slice::from_raw_parts(p, 200);
             let link = std::mem::size_of::<*mut u8>();
             assert!(kept[link..].iter().all(|b| *b == 0), "{kept:?}");
             let q = a.alloc(l);
