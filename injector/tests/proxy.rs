@@ -146,6 +146,11 @@ async fn an_https_proxy_is_spoken_to_over_tls_trusted_through_the_ca_flags() {
         err.contains("invalid peer certificate") && err.contains("through the proxy https://"),
         "{err}"
     );
+    // Refused at once, with what to do: no retry makes a certificate trusted.
+    assert!(
+        err.contains("add the CA that issued it") && !err.contains("gave up at the deadline"),
+        "{err}"
+    );
     assert!(p.requests().is_empty(), "{}", p.log());
 
     // With it (a second --ca-file, as a cluster CA bundle adds one), values come through.

@@ -67,6 +67,9 @@ pub(crate) struct AttemptFacts {
     pub transport: bool,
     /// The attempt ran out of its own time budget.
     pub timed_out: bool,
+    /// TLS refused the peer's certificate (the vault's, the token service's or a proxy's): no
+    /// retry makes it trusted, so waiting for the deadline would only delay the answer.
+    pub untrusted_certificate: bool,
     /// `Retry-After` (or `retry-after-ms` / `x-ms-retry-after-ms`) in the answer.
     pub retry_after: Option<Duration>,
     /// Key Vault's error code (`SecretNotFound`, `Forbidden`, `Throttled`...).
@@ -85,6 +88,13 @@ pub(crate) enum Verdict {
 /// Decides retry or not. Pure, so it is tested as a table.
 pub(crate) fn classify(f: &AttemptFacts) -> Verdict {
     use FailureKind::*;
+    if f.untrusted_certificate {
+        return Verdict::Fatal(if f.credential {
+            AuthFailed
+        } else {
+            Unreachable
+        });
+    }
     if f.timed_out || f.transport {
         return Verdict::Retry(if f.credential {
             AuthFailed
@@ -160,9 +170,33 @@ pub(crate) fn facts_of(err: &azure_core::Error) -> AttemptFacts {
         {
             facts.transport = true;
         }
+        if is_invalid_certificate(e) {
+            facts.untrusted_certificate = true;
+        }
         current = e.source();
     }
     facts
+}
+
+/// Said after a certificate TLS refused, so the operator knows what to add and where.
+pub(crate) const UNTRUSTED_CERTIFICATE_HINT: &str = "the TLS certificate is not trusted and no \
+     retry changes that: add the CA that issued it (akv-env --ca-file; the chart's caBundle)";
+
+/// Whether `e` is rustls refusing a certificate. A handshake error reaches us inside
+/// `io::Error`s (nested: the proxy tunnel wraps the TLS stream's), whose `source()` skips the
+/// error each wraps, so those are looked into.
+fn is_invalid_certificate(e: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        current = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn StdError + 'static));
+    }
+    false
 }
 
 /// Every distinct message along an error's `source()` chain, joined with ": ", on one line.
@@ -234,6 +268,24 @@ fn service_message(err: &azure_core::Error) -> Option<String> {
 mod tests {
     use super::*;
     use FailureKind::*;
+
+    #[test]
+    fn a_refused_certificate_is_found_inside_nested_io_errors() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            refused,
+        ));
+        assert!(is_invalid_certificate(&nested));
+        let other = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::DecryptError,
+        ));
+        assert!(!is_invalid_certificate(&other));
+        assert!(!is_invalid_certificate(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+    }
 
     #[test]
     fn classifies_attempt_failures() {
@@ -326,6 +378,22 @@ mod tests {
                 "nothing known",
                 f(None, false, false, false),
                 Verdict::Fatal(Rejected),
+            ),
+            (
+                "vault or proxy certificate not trusted",
+                AttemptFacts {
+                    untrusted_certificate: true,
+                    ..f(None, false, true, false)
+                },
+                Verdict::Fatal(Unreachable),
+            ),
+            (
+                "token service certificate not trusted",
+                AttemptFacts {
+                    untrusted_certificate: true,
+                    ..f(None, true, true, false)
+                },
+                Verdict::Fatal(AuthFailed),
             ),
         ];
         for (name, facts, want) in cases {

@@ -6,7 +6,10 @@ use crate::{
     Secret,
     config::{AuthConfig, AuthMode, ConfigError, TransportConfig},
     credential::{ClientCredential, TrackedCredential},
-    error::{FailureKind, ResolveError, Verdict, cause_chain, classify, facts_of},
+    error::{
+        FailureKind, ResolveError, UNTRUSTED_CERTIFICATE_HINT, Verdict, cause_chain, classify,
+        facts_of,
+    },
     render::{Fetched, PublicJwk, render},
     version::{Meta, Tracked, TrackedKind, version_of},
 };
@@ -452,6 +455,9 @@ impl Resolver {
                 }
             };
             let kind = match classify(&facts) {
+                Verdict::Fatal(kind) if facts.untrusted_certificate => {
+                    return Err((kind, format!("{cause}; {UNTRUSTED_CERTIFICATE_HINT}")));
+                }
                 Verdict::Fatal(kind) => return Err((kind, cause)),
                 Verdict::Retry(kind) => kind,
             };
