@@ -219,7 +219,8 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
     if let Some(every) = settings.rotation.supervise_every() {
         let flags = settings.rotation.clone();
         return supervise::run(&flags, every, move || {
-            build_resolver(&settings, &env).map(|(resolver, _)| resolver)
+            let (resolver, _) = build_resolver(&settings, &env)?;
+            Ok((resolver, blame(&settings, &env)?))
         });
     }
     if let Some(fd) = settings.rotation.report_fd
@@ -293,6 +294,20 @@ fn run(settings: Settings, program: Vec<OsString>) -> ExitCode {
 
 /// Fetches every placeholder; on any failure prints one line per failing variable.
 /// The pod identity's Key Vault client and the default vault, from the settings and env.
+/// What names the proxy in failures it may have caused (see `proxy::Blame`).
+fn blame(settings: &Settings, env: &[(OsString, OsString)]) -> Result<proxy::Blame, String> {
+    Ok(proxy::Blame::new(
+        proxy::from_env(env)?,
+        settings
+            .trust
+            .authority(var(env, "AZURE_AUTHORITY_HOST").as_deref())
+            .ok()
+            .flatten()
+            .as_deref(),
+        settings.trust.auth == Some(akv_keyvault::AuthMode::ManagedIdentity),
+    ))
+}
+
 fn build_resolver(
     settings: &Settings,
     env: &[(OsString, OsString)],
@@ -355,16 +370,7 @@ fn resolve(
     let mut resolved = Vec::with_capacity(wanted.len());
     if !wanted.is_empty() {
         let (resolver, default_vault) = build_resolver(settings, env).map_err(fail)?;
-        let blame = proxy::Blame::new(
-            proxy::from_env(env).map_err(fail)?,
-            settings
-                .trust
-                .authority(var(env, "AZURE_AUTHORITY_HOST").as_deref())
-                .ok()
-                .flatten()
-                .as_deref(),
-            settings.trust.auth == Some(akv_keyvault::AuthMode::ManagedIdentity),
-        );
+        let blame = blame(settings, env).map_err(fail)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,6 +1,7 @@
 //! Restart on rotation: the flags, the pure decision "has this object changed?", and the check
 //! loop the supervisor runs (every interval, with jitter; a failed check never restarts).
 
+use crate::proxy::Blame;
 use crate::supervise::{ReportLine, Restarter};
 use akv_keyvault::{CheckError, Current, FailureKind, Resolver, Tracked, TrackedKind};
 use rand::Rng as _;
@@ -165,6 +166,8 @@ pub enum Round {
     /// The round stopped at a failure; try again after `retry_after` at the earliest.
     Failed {
         object: String,
+        /// The vault's URL, to tell whether the request went through a proxy.
+        vault: String,
         error: CheckError,
     },
 }
@@ -194,6 +197,7 @@ pub async fn check_round(
             Err(error) => {
                 return Round::Failed {
                     object: describe(&w.object),
+                    vault: w.object.vault_url.clone(),
                     error,
                 };
             }
@@ -210,7 +214,7 @@ fn describe(t: &Tracked) -> String {
 pub fn check_loop(
     settings: CheckSettings,
     report: Vec<ReportLine>,
-    make_resolver: impl FnOnce() -> Result<Resolver, String>,
+    make_resolver: impl FnOnce() -> Result<(Resolver, Blame), String>,
     restarter: &Restarter,
 ) {
     let watched = watched(report, now_unix(), settings.cert_margin);
@@ -218,7 +222,7 @@ pub fn check_loop(
         tracing::info!("no unpinned Key Vault objects in use; nothing to check");
         return;
     }
-    let resolver = match make_resolver() {
+    let (resolver, blame) = match make_resolver() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot check for new versions; the program keeps running");
@@ -250,7 +254,11 @@ pub fn check_loop(
                 tracing::debug!("no new versions");
                 wait = regular;
             }
-            Round::Failed { object, error } => {
+            Round::Failed {
+                object,
+                vault,
+                error,
+            } => {
                 // Honour Retry-After; never restart for a failed check.
                 wait = error.retry_after.map_or(regular, |ra| {
                     regular.max(ra + ra.mul_f64(JITTER * rand::rng().random::<f64>()))
@@ -258,7 +266,12 @@ pub fn check_loop(
                 tracing::warn!(
                     object = %object,
                     kind = %error.kind,
-                    cause = %error.cause,
+                    cause = %blame.annotate(akv_keyvault::ResolveError {
+                        object: object.clone(),
+                        vault,
+                        kind: error.kind,
+                        cause: error.cause.clone(),
+                    }).cause,
                     retry_in_s = wait.as_secs(),
                     throttled = error.kind == FailureKind::Throttled,
                     "could not check for a new version; the program keeps running"

@@ -89,11 +89,12 @@ fn all_signals() -> SigSet {
 }
 
 /// Runs the supervisor: never returns until the child has ended.
-/// `make_resolver` builds the pod identity's Key Vault client for the checks.
+/// `make_resolver` builds the pod identity's Key Vault client for the checks, and what names
+/// the proxy in their failures.
 pub fn run(
     flags: &Flags,
     every: std::time::Duration,
-    make_resolver: impl FnOnce() -> Result<Resolver, String> + Send + 'static,
+    make_resolver: impl FnOnce() -> Result<(Resolver, crate::proxy::Blame), String> + Send + 'static,
 ) -> ExitCode {
     // Before any thread exists, so every thread inherits the mask.
     if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&all_signals()), None) {

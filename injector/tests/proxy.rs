@@ -316,3 +316,51 @@ async fn a_bad_proxy_setting_stops_before_any_connection_without_quoting_it() {
     assert_no_leak("stderr", err.as_bytes(), &["s0cks-pass"]);
     assert!(h.kv.accesses().is_empty() && h.kv.token_grants().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_version_check_behind_a_proxy_names_it() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let h = Harness::start().await;
+    let p = proxy(&h, Behaviour::Relay, None);
+    let flags = vec![
+        format!("--ca-file={}", h.ca_file.display()),
+        "--restart-on-change=1s".to_owned(),
+        "--log=info".to_owned(),
+    ];
+    let mut c = h.cmd_with(
+        Ident::ClientSecretA,
+        flags,
+        ["sh", "-c", "echo started; exec sleep 60"],
+    );
+    c.env("DB_PASSWORD", "db-password@azurekeyvault")
+        .env("HTTPS_PROXY", p.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert_eq!(out.next_line().await.unwrap().as_deref(), Some("started"));
+
+    // The vault drops every connection now: the checks fail as "unreachable".
+    h.kv.set_drop_rate(1.0);
+    let failed = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            if line.contains("could not check for a new version") {
+                return line;
+            }
+        }
+        panic!("stderr ended without a failed check");
+    })
+    .await
+    .expect("a failed check is reported");
+    assert!(
+        failed.contains("through the proxy http://127.0.0.1")
+            && failed.contains("allows CONNECT to myvault.vault.azure.net:443"),
+        "{failed}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "restarted on a failed check"
+    );
+    child.kill().await.unwrap();
+}
