@@ -1,13 +1,13 @@
 //! `inject --check`: the containers holding placeholders that the webhook would leave alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use akv_mutation::{ANNOTATION_INJECT, ANNOTATION_STATUS, Skip};
 use serde_json::Value;
 
 use super::documents::{split_documents, strip_marker};
-use super::{flatten_lists, template_pointer};
+use super::{flatten_lists, string_map, template_pointer};
 use crate::selector::NamespaceSelector;
 
 /// What `inject --check` knows about the cluster.
@@ -147,13 +147,7 @@ pub fn check(input: &str, options: &CheckOptions) -> CheckReport {
                 continue;
             }
             if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
-                let mut labels: BTreeMap<String, String> = object
-                    .pointer("/metadata/labels")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect();
+                let mut labels = string_map(object, "labels");
                 // The API server sets this label on every namespace.
                 labels
                     .entry("kubernetes.io/metadata.name".to_owned())

@@ -13,6 +13,8 @@ pub use check::{CheckOptions, CheckReport, Unwrapped, UnwrappedContainer, check}
 pub(crate) use documents::{describe, push_changed, split_documents, strip_marker};
 pub use mutate::{InjectError, Injected, inject};
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 /// The objects of a document: a `List`'s items (nested lists too), or the document itself.
@@ -28,6 +30,18 @@ pub(super) fn flatten_lists(value: &Value) -> Vec<&Value> {
     } else {
         vec![value]
     }
+}
+
+/// An object's `metadata.labels` or `metadata.annotations` (`field`), string values only.
+pub(super) fn string_map(object: &Value, field: &str) -> BTreeMap<String, String> {
+    object
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
 }
 
 /// Where a kind keeps its pod template.

@@ -1,12 +1,12 @@
 //! `inject -f`: every pod template in the input through the admission pipeline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use akv_mutation::{Config, NamespaceFacts, plan_in};
 use serde_json::Value;
 
 use super::documents::{describe, push_changed, split_documents, strip_marker};
-use super::{flatten_lists, template_pointer};
+use super::{flatten_lists, string_map, template_pointer};
 use crate::lookup::EntrypointSource;
 use crate::pipeline;
 
@@ -103,13 +103,7 @@ fn namespace_documents(input: &str) -> HashMap<String, NamespaceFacts> {
             let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) else {
                 continue;
             };
-            let annotations: BTreeMap<String, String> = object
-                .pointer("/metadata/annotations")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect();
+            let annotations = string_map(object, "annotations");
             facts.insert(
                 name.to_owned(),
                 NamespaceFacts::from_annotations(&annotations),
