@@ -721,21 +721,7 @@ mod tests {
 
     #[test]
     fn serve_flags_parse_and_validate() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec![
-                "akv-env-webhook",
-                "serve",
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
-                "--injector-image",
-                "img",
-            ];
-            argv.extend_from_slice(extra);
-            Cli::try_parse_from(argv)
-        };
-        let Command::Serve(args) = parse(&[
+        let args = serve_args(&[
             "--image-lookup",
             "false",
             "--insecure-registry",
@@ -743,47 +729,35 @@ mod tests {
             "--insecure-registry",
             "b",
         ])
-        .unwrap()
-        .command
-        else {
-            panic!("not serve")
-        };
+        .unwrap();
         assert!(!args.image_lookup);
         assert_eq!(args.registry.insecure_registry, ["a:5000", "b"]);
         assert_eq!(args.listen.port(), 8443);
         args.validate().unwrap();
 
-        let Command::Serve(args) = parse(&["--registry-timeout", "9s"]).unwrap().command else {
-            panic!("not serve")
-        };
+        let args = serve_args(&["--registry-timeout", "9s"]).unwrap();
         assert!(args.validate().unwrap_err().contains("--registry-timeout"));
 
-        let err = parse(&["--default-vault", "1bad"]).unwrap_err().to_string();
+        let err = serve_args(&["--default-vault", "1bad"]).unwrap_err();
         assert!(
             err.contains("--default-vault") && err.contains("start with a letter"),
             "{err}"
         );
-        let Command::Serve(args) = parse(&[
+        let args = serve_args(&[
             "--allow-managed-identity",
             "--vault-host-suffix",
             ".Vault.Test",
         ])
-        .unwrap()
-        .command
-        else {
-            panic!("not serve")
-        };
+        .unwrap();
         let policy = args.mutation.config().trust;
         assert!(policy.allow_managed_identity);
         assert_eq!(policy.vault_hosts.extra_suffixes(), ["vault.test"]);
-        let err = parse(&["--vault-host-suffix", "test"])
-            .unwrap_err()
-            .to_string();
+        let err = serve_args(&["--vault-host-suffix", "test"]).unwrap_err();
         assert!(
             err.contains("--vault-host-suffix") && err.contains("at least two labels"),
             "{err}"
         );
-        let err = parse(&["--cache-ttl", "5x"]).unwrap_err().to_string();
+        let err = serve_args(&["--cache-ttl", "5x"]).unwrap_err();
         assert!(
             err.contains("--cache-ttl") && err.contains("unknown unit"),
             "{err}"
@@ -799,8 +773,9 @@ mod tests {
             "c",
             "--tls-key",
             "k",
+            "--injector-image",
+            "img",
         ];
-        argv.extend_from_slice(&["--injector-image", "img"]);
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).map(|c| c.command) {
             Ok(Command::Serve(args)) => Ok(args),
