@@ -64,20 +64,18 @@ impl Egress {
         named: &[String],
         proxy: Option<&Arc<akv_proxy::ProxySettings>>,
     ) -> Result<Egress, String> {
-        let guard = Arc::new(policy::Guard::new(allow_internal, named));
-        let proxies: Vec<String> = proxy
+        let proxies = proxy
             .iter()
             .flat_map(|p| [&p.https, &p.http])
             .flatten()
-            .map(akv_proxy::ProxyServer::host)
-            .collect();
+            .map(akv_proxy::ProxyServer::host);
+        let guard = Arc::new(policy::Guard::new(allow_internal, named).with_proxies(proxies));
         let tls = tls_config(extra_roots)?;
         let build = |redirect: reqwest::redirect::Policy| {
             let builder = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls.clone())
                 .dns_resolver(policy::GuardedResolver {
                     guard: guard.clone(),
-                    proxies: proxies.clone(),
                 })
                 .redirect(redirect)
                 .user_agent(concat!("akv-env-webhook/", env!("CARGO_PKG_VERSION")));

@@ -108,6 +108,10 @@ pub(crate) struct Guard {
     allow_internal: bool,
     /// `host[:port]` the operator named (`--insecure-registry`), lower case.
     named: Vec<String>,
+    /// The operator's egress proxies by host name, lower case. They sit on internal addresses
+    /// by nature (`http://proxy.corp.internal:3128`); requests through a proxy resolve only the
+    /// proxy's name here (the proxy resolves the target's).
+    proxies: Vec<String>,
 }
 
 impl Guard {
@@ -115,7 +119,17 @@ impl Guard {
         Guard {
             allow_internal,
             named: named.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            proxies: Vec::new(),
         }
+    }
+
+    /// The guard with the operator's proxies (host names) let through the resolver.
+    pub(crate) fn with_proxies(mut self, proxies: impl IntoIterator<Item = String>) -> Guard {
+        self.proxies = proxies
+            .into_iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        self
     }
 
     pub(crate) fn check_address(&self, address: IpAddr) -> Result<(), Refused> {
@@ -149,9 +163,11 @@ impl Guard {
             .any(|n| n == authority || (host_of(n) == n && host_of(authority) == n))
     }
 
-    fn names_host(&self, host: &str) -> bool {
+    /// Whether a name resolves without the address check: a registry the operator named, or
+    /// the operator's proxy. Only the resolver asks; redirects are checked as before.
+    fn trusts_name(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.named.iter().any(|n| host_of(n) == host)
+        self.named.iter().any(|n| host_of(n) == host) || self.proxies.contains(&host)
     }
 }
 
@@ -176,20 +192,15 @@ fn host_of(authority: &str) -> &str {
 /// that resolves differently later (DNS rebinding) is checked again.
 pub(crate) struct GuardedResolver {
     pub(crate) guard: Arc<Guard>,
-    /// The operator's egress proxies by name (lower case): they sit on internal addresses by
-    /// nature (`http://proxy.corp.internal:3128`), and behind a proxy this resolver is asked
-    /// for nothing but the proxy's own name.
-    pub(crate) proxies: Vec<String>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let guard = self.guard.clone();
-        let proxies = self.proxies.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if guard.names_host(&host) || proxies.iter().any(|p| p.eq_ignore_ascii_case(&host)) {
+            if guard.trusts_name(&host) {
                 return Ok(Box::new(all.into_iter()) as reqwest::dns::Addrs);
             }
             let mut refused = None;
@@ -350,10 +361,8 @@ mod tests {
     #[tokio::test]
     async fn names_resolving_only_to_internal_addresses_are_refused() {
         use reqwest::dns::Resolve as _;
-        let guard = Arc::new(Guard::new(false, &[]));
         let resolver = GuardedResolver {
-            guard: guard.clone(),
-            proxies: vec!["proxy.test".into()],
+            guard: Arc::new(Guard::new(false, &[]).with_proxies(["proxy.test".to_owned()])),
         };
         let err = match resolver.resolve("localhost".parse().unwrap()).await {
             Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
@@ -368,7 +377,6 @@ mod tests {
 
         let named = GuardedResolver {
             guard: Arc::new(Guard::new(false, &["localhost:5000".into()])),
-            proxies: vec![],
         };
         let addrs: Vec<_> = named
             .resolve("localhost".parse().unwrap())
@@ -378,9 +386,9 @@ mod tests {
         assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
 
         // The egress proxy, named by the operator, may be internal; nothing else gains by it.
+        let proxied = Arc::new(Guard::new(false, &[]).with_proxies(["LocalHost".to_owned()]));
         let behind_proxy = GuardedResolver {
-            guard: guard.clone(),
-            proxies: vec!["localhost".into()],
+            guard: proxied.clone(),
         };
         let addrs: Vec<_> = behind_proxy
             .resolve("LocalHost".parse().unwrap())
@@ -389,7 +397,7 @@ mod tests {
             .collect();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
         assert!(
-            guard
+            proxied
                 .check_url(&Url::parse("http://127.0.0.1:3128/").unwrap())
                 .is_err()
         );
