@@ -117,6 +117,9 @@ impl CheckError {
             crate::error::Verdict::Retry(k) | crate::error::Verdict::Fatal(k) => k,
         };
         let mut cause = cause_chain(e);
+        if facts.untrusted_certificate {
+            cause = format!("{cause}; {}", crate::error::UNTRUSTED_CERTIFICATE_HINT);
+        }
         if facts.status == Some(403) {
             cause.push_str(
                 "; checking for new versions lists the secret's versions (metadata, never the \
